@@ -1,0 +1,88 @@
+"""Typed settings: one object, read from the environment, `cwn.toml` and defaults.
+
+Why one object: every service is assembled in `wiring.py` from this, so a test or a
+worker can run with a different home or database without touching global state.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+def _toml_values() -> dict[str, Any]:
+    """Read `cwn.toml` from `CWN_CONFIG` or the working directory, flattening `[cwn]`."""
+    import os
+
+    path = Path(os.environ.get("CWN_CONFIG", "cwn.toml"))
+    if not path.is_file():
+        return {}
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    section = data.get("cwn", data)
+    return {k.replace("-", "_"): v for k, v in section.items() if not isinstance(v, dict)}
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _toml_values()
+
+
+class Settings(BaseSettings):
+    """All configuration of a cwn installation."""
+
+    model_config = SettingsConfigDict(env_prefix="CWN_", extra="ignore")
+
+    home: Path = Field(default=Path("./var"), description="Data directory (archives, outbox).")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite under home."
+    )
+    smtp_url: str | None = Field(default=None, description="smtp://host:port; else outbox.")
+    ingest_batch_rows: int = Field(
+        default=250_000, description="Rows parsed and stored per batch (bounds memory)."
+    )
+    default_tlp: str = Field(default="AMBER", description="TLP for events that carry none.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'cwn.sqlite3').resolve()}"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.home / "archive"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.archive_dir / "raw"
+
+    @property
+    def events_dir(self) -> Path:
+        return self.archive_dir / "events"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.home / "outbox"
+
+    @property
+    def schema_dir(self) -> Path:
+        """Operator-loaded Shadowserver report schemas extend the built-in table."""
+        return self.home / "schemas"

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy engine, the schema, and Alembic migrations (SQLite and PostgreSQL)."""

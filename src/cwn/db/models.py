@@ -1,0 +1,235 @@
+"""The relational schema. Columnar event history lives in Parquet; this holds what the later
+stages (attribution, cases, notification, portal) query and update.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from cwn.db.base import Base, BigIntPK, UTCDateTime, new_id, utcnow
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(512))
+    kvk: Mapped[str | None] = mapped_column(String(8), index=True)
+    sector: Mapped[str | None] = mapped_column(String(128))
+    subsector: Mapped[str | None] = mapped_column(String(128))
+    sbi: Mapped[str | None] = mapped_column(String(8))
+    municipality: Mapped[str | None] = mapped_column(String(8))
+    province: Mapped[str | None] = mapped_column(String(8))
+    size: Mapped[str | None] = mapped_column(String(32))
+    maturity: Mapped[int | None] = mapped_column(SmallInteger)
+    language: Mapped[str] = mapped_column(String(8), default="nl")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    assets: Mapped[list[Asset]] = relationship(
+        back_populates="organization", cascade="all, delete-orphan"
+    )
+    contacts: Mapped[list[Contact]] = relationship(
+        back_populates="organization", cascade="all, delete-orphan"
+    )
+
+
+class Asset(Base):
+    """An IP network, AS number or domain an organisation owns.
+
+    IP networks carry their first address as integers so the attribution index can be built
+    in bulk without parsing text: IPv4 in `ip_lo`; IPv6 split into two 64-bit halves, each
+    stored with its sign bit flipped so signed BIGINT order equals address order.
+    """
+
+    __tablename__ = "assets"
+    __table_args__ = (
+        UniqueConstraint("org_id", "type", "value", name="uq_assets_org_type_value"),
+        Index("ix_assets_type_value", "type", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(8))  # cidr | asn | domain
+    value: Mapped[str] = mapped_column(String(255))  # canonical text form
+    ip_version: Mapped[int | None] = mapped_column(SmallInteger)
+    ip_hi: Mapped[int | None] = mapped_column(BigInteger)
+    ip_lo: Mapped[int | None] = mapped_column(BigInteger)
+    prefixlen: Mapped[int | None] = mapped_column(SmallInteger)
+    asn: Mapped[int | None] = mapped_column(BigInteger)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified_by: Mapped[str | None] = mapped_column(String(32))  # operator-import, dns, ...
+    source: Mapped[str] = mapped_column(String(32), default="import")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    organization: Mapped[Organization] = relationship(back_populates="assets")
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("org_id", "email", name="uq_contacts_org_email"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(32), default="security")
+    language: Mapped[str | None] = mapped_column(String(8))
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    organization: Mapped[Organization] = relationship(back_populates="contacts")
+
+
+class AuditEntry(Base):
+    """Every change to the registry: who, what, before and after."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))  # create | update | delete
+    entity: Mapped[str] = mapped_column(String(32))  # organization | asset | contact
+    entity_id: Mapped[str] = mapped_column(String(255))
+    before: Mapped[dict | None] = mapped_column(JSON)  # type: ignore[type-arg]
+    after: Mapped[dict | None] = mapped_column(JSON)  # type: ignore[type-arg]
+
+
+class RegistryState(Base):
+    """A counter bumped by every registry change: the attribution index is rebuilt when the
+    version it was built from is older."""
+
+    __tablename__ = "registry_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Report(Base):
+    """One input file, archived content-addressed under `archive/raw/`."""
+
+    __tablename__ = "reports"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(512))
+    feed_name: Mapped[str | None] = mapped_column(String(255))
+    parser: Mapped[str] = mapped_column(String(32))  # shadowserver | intelmq | ...
+    report_type: Mapped[str | None] = mapped_column(String(128), index=True)
+    report_date: Mapped[str | None] = mapped_column(String(10))
+    size: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    events: Mapped[int] = mapped_column(BigInteger, default=0)
+    quarantined: Mapped[int] = mapped_column(BigInteger, default=0)
+    attributed: Mapped[int] = mapped_column(BigInteger, default=0)
+    parser_version: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    parsed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class QuarantinedRow(Base):
+    """A row that could not become an event, kept with its reason so nothing is lost."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    report_sha256: Mapped[str] = mapped_column(
+        ForeignKey("reports.sha256", ondelete="CASCADE"), index=True
+    )
+    row: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    content: Mapped[str | None] = mapped_column(Text)
+
+
+class Event(Base):
+    """The columns of an event that later stages query; the full event is in Parquet."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_org_fp", "organization_id", "fingerprint"),
+        Index("ix_events_report_row", "report_sha256", "row"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    report_sha256: Mapped[str] = mapped_column(ForeignKey("reports.sha256", ondelete="CASCADE"))
+    row: Mapped[int] = mapped_column(BigInteger)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    report_type: Mapped[str | None] = mapped_column(String(128))
+    feed_name: Mapped[str | None] = mapped_column(String(255))
+    time_source: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    time_observation: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    taxonomy: Mapped[str | None] = mapped_column(String(64))
+    type: Mapped[str | None] = mapped_column(String(64))
+    identifier: Mapped[str | None] = mapped_column(String(255))
+    source_ip: Mapped[str | None] = mapped_column(String(45))
+    source_port: Mapped[int | None] = mapped_column(Integer)
+    source_asn: Mapped[int | None] = mapped_column(BigInteger)
+    source_fqdn: Mapped[str | None] = mapped_column(String(255))
+    source_reverse_dns: Mapped[str | None] = mapped_column(String(255))
+    source_url: Mapped[str | None] = mapped_column(Text)
+    source_cc: Mapped[str | None] = mapped_column(String(2))
+    transport: Mapped[str | None] = mapped_column(String(16))
+    application: Mapped[str | None] = mapped_column(String(64))
+    destination_ip: Mapped[str | None] = mapped_column(String(45))
+    destination_port: Mapped[int | None] = mapped_column(Integer)
+    malware_name: Mapped[str | None] = mapped_column(String(255))
+    severity: Mapped[str | None] = mapped_column(String(16))
+    cve: Mapped[str | None] = mapped_column(Text)
+    tlp: Mapped[str | None] = mapped_column(String(16))
+    extra: Mapped[str | None] = mapped_column(Text)
+    organization_id: Mapped[str | None] = mapped_column(String(128))
+    matched_asset: Mapped[str | None] = mapped_column(String(255))
+    match_kind: Mapped[str | None] = mapped_column(String(8))
+
+
+EVENT_DB_COLUMNS: dict[str, str] = {
+    "_report": "report_sha256",
+    "_row": "row",
+    "fingerprint": "fingerprint",
+    "report_type": "report_type",
+    "feed.name": "feed_name",
+    "time.source": "time_source",
+    "time.observation": "time_observation",
+    "classification.taxonomy": "taxonomy",
+    "classification.type": "type",
+    "classification.identifier": "identifier",
+    "source.ip": "source_ip",
+    "source.port": "source_port",
+    "source.asn": "source_asn",
+    "source.fqdn": "source_fqdn",
+    "source.reverse_dns": "source_reverse_dns",
+    "source.url": "source_url",
+    "source.geolocation.cc": "source_cc",
+    "protocol.transport": "transport",
+    "protocol.application": "application",
+    "destination.ip": "destination_ip",
+    "destination.port": "destination_port",
+    "malware.name": "malware_name",
+    "severity": "severity",
+    "cve": "cve",
+    "tlp": "tlp",
+    "extra": "extra",
+    "organization": "organization_id",
+    "matched_asset": "matched_asset",
+    "match_kind": "match_kind",
+}
+"""Event batch column -> events table column."""

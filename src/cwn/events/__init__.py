@@ -1,0 +1,1 @@
+"""The event contract: IntelMQ-compatible field catalogue, Arrow batches, fingerprints."""

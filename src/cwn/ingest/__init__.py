@@ -1,0 +1,1 @@
+"""Collect and parse: feed catalogue, parsers, the raw archive and the ingest pipeline."""
