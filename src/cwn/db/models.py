@@ -5,6 +5,7 @@ stages (attribution, cases, notification, portal) query and update.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -20,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from cwn.db.base import Base, BigIntPK, UTCDateTime, new_id, utcnow
+from cwn.db.base import Base, BigIntPK, UTCDateTime, utcnow
 
 
 class Organization(Base):
@@ -110,8 +111,8 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(32))  # create | update | delete
     entity: Mapped[str] = mapped_column(String(32))  # organization | asset | contact
     entity_id: Mapped[str] = mapped_column(String(255))
-    before: Mapped[dict | None] = mapped_column(JSON)  # type: ignore[type-arg]
-    after: Mapped[dict | None] = mapped_column(JSON)  # type: ignore[type-arg]
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class RegistryState(Base):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from cwn.db.base import Base
 from cwn.db import models  # noqa: F401  (registers the tables)
+from cwn.db.base import Base
 
 engine = context.config.attributes.get("engine")
 if engine is None:  # `alembic` run by hand: use the configured database

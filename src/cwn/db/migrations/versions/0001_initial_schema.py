@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-23 11:51:55.587985
 """
 
-from alembic import op
 import sqlalchemy as sa
-import cwn.db.base
+from alembic import op
 
+import cwn.db.base
 
 revision = '0001'
 down_revision = None

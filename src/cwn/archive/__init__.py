@@ -1,0 +1,1 @@
+"""Archives on disk: raw input (content-addressed) and events (partitioned Parquet)."""

@@ -1,0 +1,1 @@
+"""The command line: the operators' and scripts' contract (DESIGN.md section 7)."""

@@ -1,0 +1,107 @@
+"""`cwn ingest`, `cwn reparse`: feed files in, a readable summary out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cwn.cli.console import console, err_console, services
+from cwn.ingest.pipeline import IngestSummary, expand
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold blue]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[current]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+def print_summary(summary: IngestSummary, title: str = "Ingest") -> None:
+    files = summary.files
+    counts = {s: sum(1 for f in files if f.status == s) for s in
+              ("ingested", "duplicate", "unusable")}
+    events = summary.total("events")
+    table = Table(title=f"{title} summary", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("files", f"{len(files)} ({counts['ingested']} ingested, "
+                  f"{counts['duplicate']} already known, {counts['unusable']} unusable)")
+    table.add_row("rows", f"{summary.total('rows'):,}")
+    table.add_row("events", f"{events:,}")
+    table.add_row("quarantined", f"{summary.total('quarantined'):,}")
+    table.add_row("attributed", f"{summary.total('attributed'):,}")
+    table.add_row("unattributed", f"{summary.unattributed:,}")
+    rate = events / summary.seconds if summary.seconds > 0 else 0.0
+    table.add_row("time", f"{summary.seconds:.2f} s ({rate:,.0f} events/s)")
+    console.print(table)
+    top = summary.top_orgs(10)
+    if top:
+        t = Table(title="Top organisations", title_justify="left")
+        t.add_column("organisation")
+        t.add_column("events", justify="right")
+        for org, n in top:
+            t.add_row(org, f"{n:,}")
+        console.print(t)
+    for f in summary.unusable:
+        err_console.print(f"[bold red]unusable:[/] {f.path}: {f.error}")
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories to ingest.")],
+    feed: Annotated[str | None, typer.Option(help="Feed name to record.")] = None,
+    report_type: Annotated[
+        str | None, typer.Option("--report-type", help="Shadowserver report type override.")
+    ] = None,
+) -> None:
+    """Collect, parse, normalise, attribute and store feed files."""
+    missing = [p for p in paths if not p.exists()]
+    for p in missing:
+        err_console.print(f"[bold red]unusable:[/] {p}: no such file or directory")
+    svc = services()
+    files = list(expand([p for p in paths if p.exists()]))
+    with _progress() as progress:
+        task = progress.add_task("ingest", total=len(files), current="")
+
+        def note(name: str, stage: str) -> None:
+            progress.update(task, current=f"{stage}: {name}")
+
+        summary = IngestSummary()
+        for path in files:
+            part = svc.pipeline().ingest_paths([path], feed=feed, report_type=report_type,
+                                               progress=note)
+            summary.files.extend(part.files)
+            summary.seconds += part.seconds
+            progress.advance(task)
+        progress.update(task, current="done")
+    print_summary(summary)
+    svc.close()
+    if summary.unusable or missing:
+        raise typer.Exit(1)
+
+
+def reparse(
+    reports: Annotated[
+        list[str] | None, typer.Argument(help="Report SHA-256s; default: all reports.")
+    ] = None,
+) -> None:
+    """Run archived reports through today's parsers, replacing their events."""
+    svc = services()
+    with _progress() as progress:
+        task = progress.add_task("reparse", total=None, current="")
+        summary = svc.pipeline().reparse(
+            reports or None, progress=lambda n, s: progress.update(task, current=f"{s}: {n}"))
+        progress.update(task, total=len(summary.files), completed=len(summary.files),
+                        current="done")
+    print_summary(summary, "Reparse")
+    svc.close()
+    if summary.unusable:
+        raise typer.Exit(1)

@@ -1,0 +1,41 @@
+"""The `cwn` command."""
+
+from __future__ import annotations
+
+import typer
+
+from cwn.cli import events, feeds, ingest, registry, status
+from cwn.cli.console import console, services
+
+app = typer.Typer(
+    help="cwn: collect threat data, attribute it to its owners, and notify them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(registry.app, name="registry")
+app.add_typer(events.app, name="events")
+app.add_typer(feeds.app, name="feeds")
+app.command()(ingest.ingest)
+app.command()(ingest.reparse)
+app.command()(status.status)
+
+
+@app.command()
+def init() -> None:
+    """Create or upgrade the database and the data directory."""
+    svc = services()
+    console.print(f"cwn store ready: {svc.settings.db_url.split('@')[-1]} "
+                  f"(home {svc.settings.home.resolve()})")
+    svc.close()
+
+
+@app.command()
+def demo() -> None:
+    """The whole flow on a fresh home with the bundled demo registry and sample feeds."""
+    from cwn.demo import run_demo
+
+    run_demo()
+
+
+if __name__ == "__main__":
+    app()
