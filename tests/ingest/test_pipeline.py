@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import ipaddress
 import json
@@ -30,13 +31,18 @@ def delivered_samples(shared_data: Path, dest: Path) -> Path:
 
 
 def covering_registry(shared_data: Path) -> dict[str, object]:
-    """One organisation per /24 (IPv4) or /48 (IPv6) seen in the sample reports."""
+    """One organisation per /24 (IPv4) or /48 (IPv6) seen in the sample reports' IP columns."""
     nets: set[str] = set()
-    for exp in (shared_data / "shadowserver" / "expected_intelmq").glob("*.json"):
-        for ev in json.loads(exp.read_text())["events"]:
-            if ip := ev.get("source.ip"):
-                plen = 48 if ":" in ip else 24
-                nets.add(str(ipaddress.ip_network(f"{ip}/{plen}", strict=False)))
+    for path in (shared_data / "shadowserver" / "csv").glob("*.csv"):
+        with path.open(newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                ip = (row.get("ip") or row.get("src_ip") or "").split("/")[0]
+                try:
+                    addr = ipaddress.ip_address(ip)
+                except ValueError:
+                    continue
+                plen = 48 if addr.version == 6 else 24
+                nets.add(str(ipaddress.ip_network(f"{addr}/{plen}", strict=False)))
     orgs = [{"id": f"org{i:03d}", "name": f"Sample owner {i}", "language": "nl",
              "assets": [{"type": "cidr", "value": net}]}
             for i, net in enumerate(sorted(nets))]

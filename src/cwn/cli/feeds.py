@@ -38,6 +38,9 @@ def list_reports() -> None:
     out = Table(title="Shadowserver report types")
     for col in ("report type", "feed name", "taxonomy", "type", "identifier"):
         out.add_column(col)
-    for row in table.describe():
-        out.add_row(*row)
+    for rtype in sorted(table.report_types):
+        spec = table.spec(rtype)
+        c = spec.constants
+        out.add_row(rtype, spec.feed_name, c.get("classification.taxonomy", ""),
+                    c.get("classification.type", ""), c.get("classification.identifier", ""))
     console.print(out)

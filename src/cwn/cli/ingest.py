@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -52,7 +53,8 @@ def print_summary(summary: IngestSummary, title: str = "Ingest") -> None:
             t.add_row(org, f"{n:,}")
         console.print(t)
     for f in summary.unusable:
-        err_console.print(f"[bold red]unusable:[/] {f.path}: {f.error}")
+        err_console.print(f"[bold red]unusable:[/] {escape(f.path)}: {escape(str(f.error))}",
+                          soft_wrap=True)
 
 
 def ingest(
@@ -65,7 +67,8 @@ def ingest(
     """Collect, parse, normalise, attribute and store feed files."""
     missing = [p for p in paths if not p.exists()]
     for p in missing:
-        err_console.print(f"[bold red]unusable:[/] {p}: no such file or directory")
+        err_console.print(f"[bold red]unusable:[/] {escape(str(p))}: no such file or directory",
+                          soft_wrap=True)
     svc = services()
     files = list(expand([p for p in paths if p.exists()]))
     with _progress() as progress:

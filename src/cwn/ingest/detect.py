@@ -5,9 +5,11 @@ from __future__ import annotations
 import gzip
 import io
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cwn.ingest.result import UnusableInput
+from cwn.ingest.shadowserver.filename import detect as report_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,23 +51,34 @@ def looks_binary(data: bytes) -> bool:
     return False
 
 
+def _from_name(name: str, known: Iterable[str]) -> tuple[str | None, str | None]:
+    """Report type and date from a delivery name; an unknown type only with a date prefix."""
+    found = report_file(name, known)
+    if found is None:
+        return None, None
+    day = found.date.isoformat() if found.date else None
+    if found.known or day:
+        return found.report_type, day
+    return None, day
+
+
 def detect(
-    data: bytes, name: str, *, report_type: str | None = None, known_type: object = None
+    data: bytes, name: str, *, report_type: str | None = None, known: Iterable[str] = ()
 ) -> Detected:
     """Pick the parser. `report_type` (operator override) forces the Shadowserver parser."""
-    from cwn.ingest.shadowserver.filename import parse_filename
-
+    known = tuple(known)
     data = unpack(data, name)
+    name = name.removesuffix(".gz").removesuffix(".zip")
     body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not body:
         raise UnusableInput("empty file")
     if looks_binary(data):
         raise UnusableInput("binary content, not a text feed")
     if report_type:
-        return Detected("shadowserver", data, report_type, parse_filename(name)[1])
+        return Detected("shadowserver", data, report_type, _from_name(name, known)[1])
     if body[:1] in (b"{", b"["):
         return Detected("intelmq", data)
-    rtype, rdate = parse_filename(name)
+    rtype, rdate = _from_name(name, known)
     if rtype:
         return Detected("shadowserver", data, rtype, rdate)
     first = body.split(b"\n", 1)[0].decode("utf-8", "replace")

@@ -25,7 +25,10 @@ from cwn.db.models import Report
 from cwn.events.fields import SEVERITIES
 from cwn.events.fingerprint import fingerprints
 from cwn.ingest import detect as detect_mod
+from cwn.ingest import intelmq
 from cwn.ingest.result import ParseResult, UnusableInput
+from cwn.ingest.shadowserver import parser as shadowserver
+from cwn.ingest.shadowserver.schema import ReportTable, load_table
 from cwn.ingest.store import delete_report_rows, insert_events, insert_quarantine
 
 if TYPE_CHECKING:
@@ -123,6 +126,14 @@ class IngestPipeline:
         self.schema_dir = schema_dir
         self.default_tlp = default_tlp
         self.clock = clock
+        self._table: ReportTable | None = None
+
+    @property
+    def table(self) -> ReportTable:
+        """The Shadowserver report table, with operator-loaded schemas, read once per run."""
+        if self._table is None:
+            self._table = load_table(self.schema_dir)
+        return self._table
 
     # -- entry points -------------------------------------------------------------------
     def ingest_paths(
@@ -164,7 +175,8 @@ class IngestPipeline:
             return FileOutcome(file_name, "duplicate", sha256=sha)
         try:
             note(file_name, "parse")
-            found = detect_mod.detect(data, file_name, report_type=report_type)
+            found = detect_mod.detect(data, file_name, report_type=report_type,
+                                      known=self.table.report_types)
             result = self._parse(found, file_name, feed)
         except UnusableInput as exc:
             return FileOutcome(file_name, "unusable", sha256=sha, error=str(exc))
@@ -186,8 +198,9 @@ class IngestPipeline:
         for rep in reports:
             data = self.raw.get(rep.sha256)
             try:
-                found = detect_mod.detect(data, rep.file_name, report_type=rep.report_type
-                                          if rep.parser == "shadowserver" else None)
+                found = detect_mod.detect(
+                    data, rep.file_name, known=self.table.report_types,
+                    report_type=rep.report_type if rep.parser == "shadowserver" else None)
                 result = self._parse(found, rep.file_name, rep.feed_name)
             except UnusableInput as exc:
                 summary.files.append(FileOutcome(rep.file_name, "unusable", sha256=rep.sha256,
@@ -210,16 +223,11 @@ class IngestPipeline:
                feed: str | None) -> ParseResult:
         observed = self.clock()
         if found.parser == "intelmq":
-            from cwn.ingest import intelmq
-
             return intelmq.parse(found.data, file_name=file_name, observed=observed,
                                  feed_name=feed)
-        from cwn.ingest.shadowserver import parser as ss
-        from cwn.ingest.shadowserver.schema import load_table
-
         assert found.report_type is not None
-        result = ss.parse(found.data, report_type=found.report_type, file_name=file_name,
-                          observed=observed, table=load_table(self.schema_dir))
+        result = shadowserver.parse(found.data, report_type=found.report_type,
+                                    file_name=file_name, observed=observed, table=self.table)
         if feed:
             result.events = result.events.set_column(
                 result.events.schema.get_field_index("feed.name"), "feed.name",

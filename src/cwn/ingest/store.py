@@ -16,6 +16,7 @@ import pyarrow.csv as pacsv
 from sqlalchemy import Connection, delete, insert
 
 from cwn.db.models import EVENT_DB_COLUMNS, Event, QuarantinedRow
+from cwn.events.timetext import utc_text
 from cwn.ingest.result import Quarantined
 
 _CHUNK = 100_000
@@ -32,8 +33,7 @@ def _sqlite_columns(table: pa.Table) -> list[list[Any]]:
     out: list[list[Any]] = []
     for col in table.columns:
         if pa.types.is_timestamp(col.type):
-            col = pc.strftime(col, format="%Y-%m-%d %H:%M:%S.%f")
-            col = pc.utf8_slice_codeunits(col, 0, 26)
+            col = utc_text(col)
         out.append(col.to_pylist())
     return out
 
@@ -64,7 +64,7 @@ def _copy_pg(raw: Any, name: str, table: pa.Table) -> None:
     cols = []
     for col in table.columns:
         if pa.types.is_timestamp(col.type):
-            col = pc.strftime(col, format="%Y-%m-%dT%H:%M:%S%z")
+            col = pc.binary_join_element_wise(utc_text(col), "+00", "")
         cols.append(col)
     table = pa.Table.from_arrays(cols, names=table.column_names)
     names = ",".join(f'"{n}"' for n in table.column_names)

@@ -1,0 +1,1 @@
+"""Templates, advice and output formats (NL/EN)."""
