@@ -59,14 +59,13 @@ class Asset(Base):
 
     __tablename__ = "assets"
     __table_args__ = (
+        # Also serves lookups by org_id (leading column): no separate index to maintain.
         UniqueConstraint("org_id", "type", "value", name="uq_assets_org_type_value"),
         Index("ix_assets_type_value", "type", "value"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    org_id: Mapped[str] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
-    )
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     type: Mapped[str] = mapped_column(String(8))  # cidr | asn | domain
     value: Mapped[str] = mapped_column(String(255))  # canonical text form
     ip_version: Mapped[int | None] = mapped_column(SmallInteger)
@@ -162,7 +161,9 @@ class QuarantinedRow(Base):
 
 
 class Event(Base):
-    """The columns of an event that later stages query; the full event is in Parquet."""
+    """The columns of an event that later stages query; the full event (extras, raw, every
+    IntelMQ field) is in the Parquet archive at (`report_sha256`, `row`). Kept narrow on
+    purpose: a million-row report is one bulk insert, and every column costs."""
 
     __tablename__ = "events"
     __table_args__ = (
@@ -176,8 +177,7 @@ class Event(Base):
     fingerprint: Mapped[str] = mapped_column(String(32))
     report_type: Mapped[str | None] = mapped_column(String(128))
     feed_name: Mapped[str | None] = mapped_column(String(255))
-    time_source: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
-    time_observation: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    time_source: Mapped[datetime | None] = mapped_column(UTCDateTime)
     taxonomy: Mapped[str | None] = mapped_column(String(64))
     type: Mapped[str | None] = mapped_column(String(64))
     identifier: Mapped[str | None] = mapped_column(String(255))
@@ -185,18 +185,9 @@ class Event(Base):
     source_port: Mapped[int | None] = mapped_column(Integer)
     source_asn: Mapped[int | None] = mapped_column(BigInteger)
     source_fqdn: Mapped[str | None] = mapped_column(String(255))
-    source_reverse_dns: Mapped[str | None] = mapped_column(String(255))
-    source_url: Mapped[str | None] = mapped_column(Text)
-    source_cc: Mapped[str | None] = mapped_column(String(2))
     transport: Mapped[str | None] = mapped_column(String(16))
-    application: Mapped[str | None] = mapped_column(String(64))
-    destination_ip: Mapped[str | None] = mapped_column(String(45))
-    destination_port: Mapped[int | None] = mapped_column(Integer)
-    malware_name: Mapped[str | None] = mapped_column(String(255))
     severity: Mapped[str | None] = mapped_column(String(16))
-    cve: Mapped[str | None] = mapped_column(Text)
     tlp: Mapped[str | None] = mapped_column(String(16))
-    extra: Mapped[str | None] = mapped_column(Text)
     organization_id: Mapped[str | None] = mapped_column(String(128))
     matched_asset: Mapped[str | None] = mapped_column(String(255))
     match_kind: Mapped[str | None] = mapped_column(String(8))
@@ -209,7 +200,6 @@ EVENT_DB_COLUMNS: dict[str, str] = {
     "report_type": "report_type",
     "feed.name": "feed_name",
     "time.source": "time_source",
-    "time.observation": "time_observation",
     "classification.taxonomy": "taxonomy",
     "classification.type": "type",
     "classification.identifier": "identifier",
@@ -217,18 +207,9 @@ EVENT_DB_COLUMNS: dict[str, str] = {
     "source.port": "source_port",
     "source.asn": "source_asn",
     "source.fqdn": "source_fqdn",
-    "source.reverse_dns": "source_reverse_dns",
-    "source.url": "source_url",
-    "source.geolocation.cc": "source_cc",
     "protocol.transport": "transport",
-    "protocol.application": "application",
-    "destination.ip": "destination_ip",
-    "destination.port": "destination_port",
-    "malware.name": "malware_name",
     "severity": "severity",
-    "cve": "cve",
     "tlp": "tlp",
-    "extra": "extra",
     "organization": "organization_id",
     "matched_asset": "matched_asset",
     "match_kind": "match_kind",

@@ -24,6 +24,7 @@ EVENT_SCHEMA = pa.schema(
     + list(META_FIELDS)
 )
 COLUMNS: tuple[str, ...] = tuple(EVENT_SCHEMA.names)
+_COLUMN_SET = frozenset(COLUMNS)
 
 
 def conform(table: pa.Table) -> pa.Table:
@@ -32,7 +33,9 @@ def conform(table: pa.Table) -> pa.Table:
     Columns not in the schema are a bug in the producer (they belong in `extra`), so they
     raise instead of being silently dropped.
     """
-    unknown = set(table.column_names) - set(COLUMNS)
+    if table.schema.equals(EVENT_SCHEMA):
+        return table
+    unknown = set(table.column_names) - _COLUMN_SET
     if unknown:
         raise ValueError(f"not event fields (put them in extra): {sorted(unknown)}")
     n = table.num_rows

@@ -1,14 +1,14 @@
-"""initial schema
+"""foundation: registry, reports, events, quarantine, audit
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 11:51:55.587985
+Create Date: 2026-11-23 12:27:44.387236
 """
 
-import sqlalchemy as sa
 from alembic import op
-
+import sqlalchemy as sa
 import cwn.db.base
+
 
 revision = '0001'
 down_revision = None
@@ -96,7 +96,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('org_id', 'type', 'value', name='uq_assets_org_type_value')
     )
     with op.batch_alter_table('assets', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_assets_org_id'), ['org_id'], unique=False)
         batch_op.create_index('ix_assets_type_value', ['type', 'value'], unique=False)
 
     op.create_table('contacts',
@@ -123,7 +122,6 @@ def upgrade() -> None:
     sa.Column('report_type', sa.String(length=128), nullable=True),
     sa.Column('feed_name', sa.String(length=255), nullable=True),
     sa.Column('time_source', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('time_observation', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('taxonomy', sa.String(length=64), nullable=True),
     sa.Column('type', sa.String(length=64), nullable=True),
     sa.Column('identifier', sa.String(length=255), nullable=True),
@@ -131,18 +129,9 @@ def upgrade() -> None:
     sa.Column('source_port', sa.Integer(), nullable=True),
     sa.Column('source_asn', sa.BigInteger(), nullable=True),
     sa.Column('source_fqdn', sa.String(length=255), nullable=True),
-    sa.Column('source_reverse_dns', sa.String(length=255), nullable=True),
-    sa.Column('source_url', sa.Text(), nullable=True),
-    sa.Column('source_cc', sa.String(length=2), nullable=True),
     sa.Column('transport', sa.String(length=16), nullable=True),
-    sa.Column('application', sa.String(length=64), nullable=True),
-    sa.Column('destination_ip', sa.String(length=45), nullable=True),
-    sa.Column('destination_port', sa.Integer(), nullable=True),
-    sa.Column('malware_name', sa.String(length=255), nullable=True),
     sa.Column('severity', sa.String(length=16), nullable=True),
-    sa.Column('cve', sa.Text(), nullable=True),
     sa.Column('tlp', sa.String(length=16), nullable=True),
-    sa.Column('extra', sa.Text(), nullable=True),
     sa.Column('organization_id', sa.String(length=128), nullable=True),
     sa.Column('matched_asset', sa.String(length=255), nullable=True),
     sa.Column('match_kind', sa.String(length=8), nullable=True),
@@ -152,7 +141,6 @@ def upgrade() -> None:
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.create_index('ix_events_org_fp', ['organization_id', 'fingerprint'], unique=False)
         batch_op.create_index('ix_events_report_row', ['report_sha256', 'row'], unique=False)
-        batch_op.create_index(batch_op.f('ix_events_time_source'), ['time_source'], unique=False)
 
     op.create_table('quarantine',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -176,7 +164,6 @@ def downgrade() -> None:
 
     op.drop_table('quarantine')
     with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_events_time_source'))
         batch_op.drop_index('ix_events_report_row')
         batch_op.drop_index('ix_events_org_fp')
 
@@ -187,7 +174,6 @@ def downgrade() -> None:
     op.drop_table('contacts')
     with op.batch_alter_table('assets', schema=None) as batch_op:
         batch_op.drop_index('ix_assets_type_value')
-        batch_op.drop_index(batch_op.f('ix_assets_org_id'))
 
     op.drop_table('assets')
     with op.batch_alter_table('reports', schema=None) as batch_op:
