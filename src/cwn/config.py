@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         default=250_000, description="Rows parsed and stored per batch (bounds memory)."
     )
     default_tlp: str = Field(default="AMBER", description="TLP for events that carry none.")
+    keep_raw: bool = Field(
+        default=False,
+        description="Store IntelMQ's per-event `raw` (base64 record) for CSV feeds. The whole "
+        "file is always archived; per-event raw costs about a third of the parse.",
+    )
 
     @classmethod
     def settings_customise_sources(

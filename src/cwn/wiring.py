@@ -56,6 +56,7 @@ class Services:
             self.index,
             schema_dir=self.settings.schema_dir,
             default_tlp=self.settings.default_tlp,
+            keep_raw=self.settings.keep_raw,
         )
 
     def close(self) -> None:

@@ -86,3 +86,14 @@ def test_bad_registry_file_is_a_clear_error(cli: CliRunner, tmp_path: Path) -> N
     assert res.exit_code != 0
     assert "Traceback" not in res.output
     assert "kvk" in res.output.lower()
+
+
+def test_quarantined_rows_are_listed_with_reason(cli: CliRunner, tmp_path: Path) -> None:
+    f = tmp_path / "2026-01-01-scan_rdp-nl-x.csv"
+    f.write_text('"timestamp","ip","port"\n"2026-01-01 00:00:01",192.0.2.1,3389\n'
+                 '"2026-01-01 00:00:02",999.0.2.1,3389\n')
+    res = cli.invoke(app, ["ingest", str(f)])
+    assert res.exit_code == 0, res.output
+    listed = cli.invoke(app, ["quarantine", "list"])
+    assert listed.exit_code == 0
+    assert "999.0.2.1" in listed.output and "source.ip" in listed.output

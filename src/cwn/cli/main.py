@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cwn.cli import events, feeds, ingest, registry, status
+from cwn.cli import events, feeds, ingest, quarantine, registry, status
 from cwn.cli.console import console, services
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.add_typer(registry.app, name="registry")
 app.add_typer(events.app, name="events")
 app.add_typer(feeds.app, name="feeds")
+app.add_typer(quarantine.app, name="quarantine")
 app.command()(ingest.ingest)
 app.command()(ingest.reparse)
 app.command()(status.status)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine, delete, insert, select
@@ -117,6 +119,7 @@ class IngestPipeline:
         *,
         schema_dir: Path | None = None,
         default_tlp: str = "AMBER",
+        keep_raw: bool = False,
         clock: Clock = utc_now,
     ) -> None:
         self.engine = engine
@@ -125,6 +128,7 @@ class IngestPipeline:
         self.index = index
         self.schema_dir = schema_dir
         self.default_tlp = default_tlp
+        self.keep_raw = keep_raw
         self.clock = clock
         self._table: ReportTable | None = None
 
@@ -227,7 +231,8 @@ class IngestPipeline:
                                  feed_name=feed)
         assert found.report_type is not None
         result = shadowserver.parse(found.data, report_type=found.report_type,
-                                    file_name=file_name, observed=observed, table=self.table)
+                                    file_name=file_name, observed=observed, table=self.table,
+                                    keep_raw=self.keep_raw)
         if feed:
             result.events = result.events.set_column(
                 result.events.schema.get_field_index("feed.name"), "feed.name",
@@ -262,15 +267,24 @@ class IngestPipeline:
         note(file_name, "attribute")
         events = self.index().attribute(events)
         attributed = events.num_rows - events.column("organization").null_count
-        top: dict[str, int] = {}
-        if attributed:
-            counts = pc.value_counts(events.column("organization").drop_null())
-            pairs = zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(),
-                        strict=True)
-            top = dict(sorted(pairs, key=lambda kv: -kv[1])[:10])
+        top = _top_counts(events.column("organization"), 10)
         feed_name = result.feed_name or feed
         note(file_name, "store")
-        self.archive.write(events, date=report_date, feed=feed_name, sha256=sha)
+        # Parquet encoding runs in Arrow's C++ without the GIL: overlap it with the database
+        # insert. The DB commit waits for it, so a crash never leaves rows without Parquet.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            parquet = pool.submit(self.archive.write, events, date=report_date,
+                                  feed=feed_name, sha256=sha)
+            self._insert(sha, file_name, feed_name, parser, report_date, result, events,
+                         attributed, parquet)
+        return FileOutcome(file_name, "ingested", sha256=sha, parser=parser,
+                           report_type=result.report_type, rows=result.rows,
+                           events=events.num_rows, quarantined=len(result.quarantine),
+                           attributed=attributed, top_orgs=top)
+
+    def _insert(self, sha: str, file_name: str, feed_name: str | None, parser: str,
+                report_date: str, result: ParseResult, events: pa.Table, attributed: int,
+                parquet: Future[Path]) -> None:
         with self.engine.begin() as conn:
             delete_report_rows(conn, sha)
             conn.execute(delete(Report).where(Report.sha256 == sha))
@@ -283,10 +297,20 @@ class IngestPipeline:
                 received_at=self.clock(), parsed_at=self.clock()))
             insert_events(conn, events)
             insert_quarantine(conn, sha, result.quarantine)
-        return FileOutcome(file_name, "ingested", sha256=sha, parser=parser,
-                           report_type=result.report_type, rows=result.rows,
-                           events=events.num_rows, quarantined=len(result.quarantine),
-                           attributed=attributed, top_orgs=top)
+            parquet.result()
+
+
+def _top_counts(values: pa.ChunkedArray, k: int) -> dict[str, int]:
+    """The k most frequent non-null values (a report may name 100,000s of owners)."""
+    counts = pc.value_counts(values.drop_null())
+    if len(counts) == 0:
+        return {}
+    n = counts.field("counts").to_numpy()
+    best = np.argsort(-n, kind="stable")[:k] if len(n) <= k else \
+        np.argpartition(-n, k)[:k]
+    names = pc.take(counts.field("values"), pa.array(best)).to_pylist()
+    pairs = sorted(zip(names, n[best].tolist(), strict=True), key=lambda kv: (-kv[1], kv[0]))
+    return dict(pairs)
 
 
 def expand(paths: Iterable[Path]) -> Iterator[Path]:
