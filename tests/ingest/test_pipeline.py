@@ -176,3 +176,30 @@ def test_events_keep_their_extras_and_types_in_the_archive(
     assert extra["amplification"] == 77.0 and extra["sessionid"] == "05b28c0c"
     assert table.column("source.port")[0].as_py() == 3389
     assert table.column("fingerprint").null_count == 0
+
+
+def test_a_large_report_streams_in_pieces_with_the_same_result(
+    svc: Services, shared_data: Path, tmp_path: Path
+) -> None:
+    """Pieces are cut on record boundaries: rows, events and quarantine stay exact."""
+    lines = (shared_data / "shadowserver" / "csv" / "scan_redis.csv").read_text().splitlines()
+    lines.insert(40, lines[40].replace("198.51.100", "999.51.100", 1))  # a bad row, row 40
+    f = tmp_path / "2019-01-01-scan_redis-test-geo.csv"
+    f.write_text("\n".join(lines) + "\n")
+    whole = svc.pipeline()
+    one = whole.ingest_paths([f]).files[0]
+    table_one = pa.concat_tables(list(svc.events.scan()))
+    split = svc.pipeline()
+    split.piece_rows = 7
+
+    again = split.reparse().files[0]
+
+    table_split = pa.concat_tables(list(svc.events.scan()))
+    assert (again.rows, again.events, again.quarantined) == (one.rows, one.events, 1) == \
+        (94, 93, 1)
+    assert table_split.column("_row").to_pylist() == table_one.column("_row").to_pylist()
+    assert table_split.column("fingerprint").to_pylist() == \
+        table_one.column("fingerprint").to_pylist()
+    with svc.engine.connect() as conn:
+        assert conn.execute(select(QuarantinedRow.row)).scalars().all() == [40]
+        assert conn.execute(select(func.count()).select_from(Event)).scalar() == 93

@@ -25,6 +25,34 @@ def feed_slug(feed: str | None) -> str:
     return _SLUG.sub("-", (feed or "unknown").lower()).strip("-") or "unknown"
 
 
+class ParquetSink:
+    """Writes a report's events piece by piece; the file appears (atomically) on `commit`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_suffix(f".tmp{os.getpid()}")
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.tmp, EVENT_SCHEMA, compression="zstd")
+        self._writer.write_table(table)
+
+    def commit(self) -> Path:
+        if self._writer is None:
+            self.write(EVENT_SCHEMA.empty_table())
+        assert self._writer is not None
+        self._writer.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 class EventArchive:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -39,6 +67,10 @@ class EventArchive:
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, path)
         return path
+
+    def sink(self, *, date: str, feed: str | None, sha256: str) -> ParquetSink:
+        """A streaming writer: pieces of one report become row groups of one file."""
+        return ParquetSink(self.path_for(date, feed, sha256))
 
     def remove(self, sha256: str) -> None:
         for path in self.root.glob(f"date=*/feed=*/{sha256}.parquet"):

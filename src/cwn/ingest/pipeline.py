@@ -8,10 +8,13 @@ other files of the run still go through.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import queue
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, insert, select, update
 
 from cwn.archive.events import EventArchive
 from cwn.archive.raw import RawArchive
@@ -28,7 +31,7 @@ from cwn.events.fields import SEVERITIES
 from cwn.events.fingerprint import fingerprints
 from cwn.ingest import detect as detect_mod
 from cwn.ingest import intelmq
-from cwn.ingest.result import ParseResult, UnusableInput
+from cwn.ingest.result import ParseResult, Quarantined, UnusableInput
 from cwn.ingest.shadowserver import parser as shadowserver
 from cwn.ingest.shadowserver.schema import ReportTable, load_table
 from cwn.ingest.store import delete_report_rows, insert_events, insert_quarantine
@@ -120,6 +123,7 @@ class IngestPipeline:
         schema_dir: Path | None = None,
         default_tlp: str = "AMBER",
         keep_raw: bool = False,
+        piece_rows: int = 200_000,
         clock: Clock = utc_now,
     ) -> None:
         self.engine = engine
@@ -129,6 +133,7 @@ class IngestPipeline:
         self.schema_dir = schema_dir
         self.default_tlp = default_tlp
         self.keep_raw = keep_raw
+        self.piece_rows = piece_rows
         self.clock = clock
         self._table: ReportTable | None = None
 
@@ -181,12 +186,12 @@ class IngestPipeline:
             note(file_name, "parse")
             found = detect_mod.detect(data, file_name, report_type=report_type,
                                       known=self.table.report_types)
-            result = self._parse(found, file_name, feed)
+            assert sha is not None
+            report_date = found.report_date or self.clock().date().isoformat()
+            return self._store(sha, file_name, found.parser, report_date,
+                               self._parse(found, file_name, feed), feed, note)
         except UnusableInput as exc:
             return FileOutcome(file_name, "unusable", sha256=sha, error=str(exc))
-        assert sha is not None
-        report_date = found.report_date or self.clock().date().isoformat()
-        return self._store(sha, file_name, found.parser, report_date, result, feed, note)
 
     def reparse(self, sha256s: Iterable[str] | None = None,
                 progress: Progress | None = None) -> IngestSummary:
@@ -205,15 +210,14 @@ class IngestPipeline:
                 found = detect_mod.detect(
                     data, rep.file_name, known=self.table.report_types,
                     report_type=rep.report_type if rep.parser == "shadowserver" else None)
-                result = self._parse(found, rep.file_name, rep.feed_name)
+                report_date = (rep.report_date or found.report_date
+                               or self.clock().date().isoformat())
+                summary.files.append(self._store(
+                    rep.sha256, rep.file_name, found.parser, report_date,
+                    self._parse(found, rep.file_name, rep.feed_name), rep.feed_name, note))
             except UnusableInput as exc:
                 summary.files.append(FileOutcome(rep.file_name, "unusable", sha256=rep.sha256,
                                                  error=str(exc)))
-                continue
-            report_date = rep.report_date or found.report_date or self.clock().date().isoformat()
-            self.archive.remove(rep.sha256)
-            summary.files.append(self._store(rep.sha256, rep.file_name, found.parser,
-                                             report_date, result, rep.feed_name, note))
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -224,21 +228,30 @@ class IngestPipeline:
                 is not None
 
     def _parse(self, found: detect_mod.Detected, file_name: str,
-               feed: str | None) -> ParseResult:
+               feed: str | None) -> Iterator[ParseResult]:
+        """Parse results piece by piece (large CSV reports are cut on record boundaries)."""
         observed = self.clock()
         if found.parser == "intelmq":
-            return intelmq.parse(found.data, file_name=file_name, observed=observed,
-                                 feed_name=feed)
+            yield intelmq.parse(found.data, file_name=file_name, observed=observed,
+                                feed_name=feed)
+            return
         assert found.report_type is not None
-        result = shadowserver.parse(found.data, report_type=found.report_type,
-                                    file_name=file_name, observed=observed, table=self.table,
-                                    keep_raw=self.keep_raw)
-        if feed:
-            result.events = result.events.set_column(
-                result.events.schema.get_field_index("feed.name"), "feed.name",
-                pa.repeat(pa.scalar(feed, pa.string()), result.events.num_rows))
-            result.feed_name = feed
-        return result
+        for piece, offset in shadowserver.split_records(found.data, self.piece_rows):
+            result = shadowserver.parse(piece, report_type=found.report_type,
+                                        file_name=file_name, observed=observed,
+                                        table=self.table, keep_raw=self.keep_raw)
+            events = result.events
+            if offset:
+                rows = pc.add(events.column("_row"), offset)
+                events = events.set_column(events.schema.get_field_index("_row"), "_row", rows)
+                result.quarantine = [replace(q, row=q.row + offset) for q in result.quarantine]
+            if feed:
+                events = events.set_column(
+                    events.schema.get_field_index("feed.name"), "feed.name",
+                    pa.repeat(pa.scalar(feed, pa.string()), events.num_rows))
+                result.feed_name = feed
+            result.events = events
+            yield result
 
     def enrich(self, events: pa.Table, sha: str) -> pa.Table:
         """Fill cwn's bookkeeping columns: report, fingerprint, TLP and severity defaults."""
@@ -262,42 +275,113 @@ class IngestPipeline:
         return events
 
     def _store(self, sha: str, file_name: str, parser: str, report_date: str,
-               result: ParseResult, feed: str | None, note: Progress) -> FileOutcome:
-        events = self.enrich(result.events, sha)
-        note(file_name, "attribute")
-        events = self.index().attribute(events)
-        attributed = events.num_rows - events.column("organization").null_count
-        top = _top_counts(events.column("organization"), 10)
-        feed_name = result.feed_name or feed
-        note(file_name, "store")
-        # Parquet encoding runs in Arrow's C++ without the GIL: overlap it with the database
-        # insert. The DB commit waits for it, so a crash never leaves rows without Parquet.
+               pieces: Iterator[ParseResult], feed: str | None, note: Progress) -> FileOutcome:
+        """Attribute each piece and hand it to the writer thread, which streams it into the
+        database and Parquet while the next piece is parsed. One transaction per file."""
+        first = next(pieces)  # an unusable file fails here, before anything is written
+        feed_name = first.feed_name or feed
+        writer = _ReportWriter(self, sha, file_name, feed_name, parser, report_date, first)
+        orgs: list[pa.ChunkedArray] = []
+        rows = events_n = quarantined = 0
         with ThreadPoolExecutor(max_workers=1) as pool:
-            parquet = pool.submit(self.archive.write, events, date=report_date,
-                                  feed=feed_name, sha256=sha)
-            self._insert(sha, file_name, feed_name, parser, report_date, result, events,
-                         attributed, parquet)
+            done = pool.submit(writer.run)
+            try:
+                for result in itertools.chain([first], pieces):
+                    events = self.enrich(result.events, sha)
+                    note(file_name, "attribute")
+                    events = self.index().attribute(events)
+                    orgs.append(events.column("organization"))
+                    rows += result.rows
+                    events_n += events.num_rows
+                    quarantined += len(result.quarantine)
+                    note(file_name, "store")
+                    writer.put((events, result.quarantine))
+                    if done.done():  # the writer failed: stop feeding it
+                        break
+            except BaseException:
+                writer.put(None)  # roll the report back; the producer's error wins
+                with contextlib.suppress(Exception):
+                    done.result()
+                raise
+            all_orgs = pa.chunked_array([c for o in orgs for c in o.chunks], pa.string())
+            attributed = len(all_orgs) - all_orgs.null_count
+            writer.put(_Totals(rows, events_n, quarantined, attributed))
+            done.result()
         return FileOutcome(file_name, "ingested", sha256=sha, parser=parser,
-                           report_type=result.report_type, rows=result.rows,
-                           events=events.num_rows, quarantined=len(result.quarantine),
-                           attributed=attributed, top_orgs=top)
+                           report_type=first.report_type, rows=rows, events=events_n,
+                           quarantined=quarantined, attributed=attributed,
+                           top_orgs=_top_counts(all_orgs, 10))
 
-    def _insert(self, sha: str, file_name: str, feed_name: str | None, parser: str,
-                report_date: str, result: ParseResult, events: pa.Table, attributed: int,
-                parquet: Future[Path]) -> None:
-        with self.engine.begin() as conn:
-            delete_report_rows(conn, sha)
-            conn.execute(delete(Report).where(Report.sha256 == sha))
-            conn.execute(insert(Report).values(
-                sha256=sha, file_name=file_name, feed_name=feed_name, parser=parser,
-                report_type=result.report_type, report_date=report_date,
-                size=self.raw.path_for(sha).stat().st_size, rows=result.rows,
-                events=events.num_rows, quarantined=len(result.quarantine),
-                attributed=attributed, parser_version=PARSER_VERSION,
-                received_at=self.clock(), parsed_at=self.clock()))
-            insert_events(conn, events)
-            insert_quarantine(conn, sha, result.quarantine)
-            parquet.result()
+
+@dataclass(frozen=True, slots=True)
+class _Totals:
+    rows: int
+    events: int
+    quarantined: int
+    attributed: int
+
+
+class _ReportWriter:
+    """Owns the database connection and the Parquet file of one report, in its own thread.
+
+    Both the database driver (waiting on PostgreSQL, or inside SQLite) and Parquet encoding
+    release the GIL, so writing piece n overlaps parsing piece n+1. The queue is small, so
+    at most two pieces are in memory. The Parquet file is renamed into place just before the
+    commit: a crash leaves either both or (after a rerun) a file the rerun replaces.
+    """
+
+    def __init__(self, pipeline: IngestPipeline, sha: str, file_name: str,
+                 feed_name: str | None, parser: str, report_date: str,
+                 first: ParseResult) -> None:
+        self.p = pipeline
+        self.sha, self.file_name, self.feed_name = sha, file_name, feed_name
+        self.parser, self.report_date, self.report_type = parser, report_date, first.report_type
+        self.queue: queue.Queue[tuple[pa.Table, list[Quarantined]] | _Totals | None] = \
+            queue.Queue(maxsize=1)
+
+    def put(self, item: tuple[pa.Table, list[Quarantined]] | _Totals | None) -> None:
+        self.queue.put(item)
+
+    def run(self) -> None:
+        p, sha = self.p, self.sha
+        sink = p.archive.sink(date=self.report_date, feed=self.feed_name, sha256=sha)
+        try:
+            with p.engine.begin() as conn:
+                delete_report_rows(conn, sha)
+                conn.execute(delete(Report).where(Report.sha256 == sha))
+                now = p.clock()
+                conn.execute(insert(Report).values(
+                    sha256=sha, file_name=self.file_name, feed_name=self.feed_name,
+                    parser=self.parser, report_type=self.report_type,
+                    report_date=self.report_date, size=p.raw.path_for(sha).stat().st_size,
+                    parser_version=PARSER_VERSION, received_at=now, parsed_at=now))
+                while True:
+                    item = self.queue.get()
+                    if item is None:
+                        raise _Aborted
+                    if isinstance(item, _Totals):
+                        conn.execute(update(Report).where(Report.sha256 == sha).values(
+                            rows=item.rows, events=item.events, quarantined=item.quarantined,
+                            attributed=item.attributed))
+                        p.archive.remove(sha)
+                        sink.commit()
+                        return
+                    events, quarantine = item
+                    sink.write(events)
+                    insert_events(conn, events)
+                    insert_quarantine(conn, sha, quarantine)
+        except _Aborted:
+            sink.abort()
+        except BaseException:
+            sink.abort()
+            # Keep taking pieces until the producer's last word, so it never blocks on put.
+            while not isinstance(self.queue.get(), _Totals | None):
+                pass
+            raise
+
+
+class _Aborted(Exception):
+    """The producer gave up; roll the report back."""
 
 
 def _top_counts(values: pa.ChunkedArray, k: int) -> dict[str, int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 
 import numpy as np
@@ -490,3 +490,22 @@ def _pad_records(header: str, texts: pa.Array, short: Mapping[str, int]) -> byte
     assert data_buf is not None
     chunk = memoryview(data_buf)[int(offsets[0]) : int(offsets[-1])]
     return header.encode("utf-8") + b"\n" + bytes(chunk)
+
+
+def split_records(data: bytes, max_rows: int) -> Iterator[tuple[bytes, int]]:
+    """Cut a report into pieces of at most `max_rows` records, each with the header line.
+
+    Yields (piece, row offset). Cuts fall on record boundaries (quoted newlines respected),
+    so parsing the pieces gives the same events as parsing the whole file, with `_row`
+    shifted by the offset. Lets the pipeline stream a large report: parse the next piece
+    while the database takes the previous one, in bounded memory.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    starts, ends, _ = _record_spans(buf)
+    if len(starts) <= max_rows + 1:
+        yield data, 0
+        return
+    header = data[starts[0]:ends[0]] + b"\n"
+    for first in range(1, len(starts), max_rows):
+        last = min(first + max_rows, len(starts)) - 1
+        yield header + data[starts[first]:ends[last]] + b"\n", first - 1

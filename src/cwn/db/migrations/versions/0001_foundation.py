@@ -1,14 +1,14 @@
-"""foundation: registry, reports, events, quarantine, audit
+"""foundation
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 12:27:44.387236
+Create Date: 2026-11-23 12:47:43.664033
 """
 
-from alembic import op
 import sqlalchemy as sa
-import cwn.db.base
+from alembic import op
 
+import cwn.db.base
 
 revision = '0001'
 down_revision = None
@@ -31,6 +31,33 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_log_at'), ['at'], unique=False)
+
+    op.create_table('events',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('report_sha256', sa.String(length=64), nullable=False),
+    sa.Column('row', sa.BigInteger(), nullable=False),
+    sa.Column('fingerprint', sa.String(length=32), nullable=False),
+    sa.Column('report_type', sa.String(length=128), nullable=True),
+    sa.Column('feed_name', sa.String(length=255), nullable=True),
+    sa.Column('time_source', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('taxonomy', sa.String(length=64), nullable=True),
+    sa.Column('type', sa.String(length=64), nullable=True),
+    sa.Column('identifier', sa.String(length=255), nullable=True),
+    sa.Column('source_ip', sa.String(length=45), nullable=True),
+    sa.Column('source_port', sa.Integer(), nullable=True),
+    sa.Column('source_asn', sa.BigInteger(), nullable=True),
+    sa.Column('source_fqdn', sa.String(length=255), nullable=True),
+    sa.Column('transport', sa.String(length=16), nullable=True),
+    sa.Column('severity', sa.String(length=16), nullable=True),
+    sa.Column('tlp', sa.String(length=16), nullable=True),
+    sa.Column('organization_id', sa.String(length=128), nullable=True),
+    sa.Column('matched_asset', sa.String(length=255), nullable=True),
+    sa.Column('match_kind', sa.String(length=8), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_events'))
+    )
+    with op.batch_alter_table('events', schema=None) as batch_op:
+        batch_op.create_index('ix_events_org_fp', ['organization_id', 'fingerprint'], unique=False)
+        batch_op.create_index('ix_events_report_row', ['report_sha256', 'row'], unique=False)
 
     op.create_table('organizations',
     sa.Column('id', sa.String(length=128), nullable=False),
@@ -114,34 +141,6 @@ def upgrade() -> None:
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_contacts_org_id'), ['org_id'], unique=False)
 
-    op.create_table('events',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('report_sha256', sa.String(length=64), nullable=False),
-    sa.Column('row', sa.BigInteger(), nullable=False),
-    sa.Column('fingerprint', sa.String(length=32), nullable=False),
-    sa.Column('report_type', sa.String(length=128), nullable=True),
-    sa.Column('feed_name', sa.String(length=255), nullable=True),
-    sa.Column('time_source', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('taxonomy', sa.String(length=64), nullable=True),
-    sa.Column('type', sa.String(length=64), nullable=True),
-    sa.Column('identifier', sa.String(length=255), nullable=True),
-    sa.Column('source_ip', sa.String(length=45), nullable=True),
-    sa.Column('source_port', sa.Integer(), nullable=True),
-    sa.Column('source_asn', sa.BigInteger(), nullable=True),
-    sa.Column('source_fqdn', sa.String(length=255), nullable=True),
-    sa.Column('transport', sa.String(length=16), nullable=True),
-    sa.Column('severity', sa.String(length=16), nullable=True),
-    sa.Column('tlp', sa.String(length=16), nullable=True),
-    sa.Column('organization_id', sa.String(length=128), nullable=True),
-    sa.Column('matched_asset', sa.String(length=255), nullable=True),
-    sa.Column('match_kind', sa.String(length=8), nullable=True),
-    sa.ForeignKeyConstraint(['report_sha256'], ['reports.sha256'], name=op.f('fk_events_report_sha256_reports'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_events'))
-    )
-    with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.create_index('ix_events_org_fp', ['organization_id', 'fingerprint'], unique=False)
-        batch_op.create_index('ix_events_report_row', ['report_sha256', 'row'], unique=False)
-
     op.create_table('quarantine',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('report_sha256', sa.String(length=64), nullable=False),
@@ -163,11 +162,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_quarantine_report_sha256'))
 
     op.drop_table('quarantine')
-    with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.drop_index('ix_events_report_row')
-        batch_op.drop_index('ix_events_org_fp')
-
-    op.drop_table('events')
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contacts_org_id'))
 
@@ -185,6 +179,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_organizations_kvk'))
 
     op.drop_table('organizations')
+    with op.batch_alter_table('events', schema=None) as batch_op:
+        batch_op.drop_index('ix_events_report_row')
+        batch_op.drop_index('ix_events_org_fp')
+
+    op.drop_table('events')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_log_at'))
 
