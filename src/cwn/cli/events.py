@@ -36,9 +36,9 @@ def export(
     raw: Annotated[bool, typer.Option(help="Include the raw source record (IntelMQ).")] = True,
 ) -> None:
     """Export archived events with their owner (`extra.organization`, `extra.matched_asset`)."""
-    from cwn.render.formats import csv as csv_fmt
-    from cwn.render.formats import intelmq as intelmq_fmt
-    from cwn.render.formats import stix as stix_fmt
+    import cwn.render.formats.csv as csv_fmt
+    import cwn.render.formats.intelmq as intelmq_fmt
+    import cwn.render.formats.stix as stix_fmt
 
     where: list[str] = []
     params: list[object] = []

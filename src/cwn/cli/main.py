@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cwn.cli import events, feeds, ingest, quarantine, registry, status
+from cwn.cli import notify as notify_cli
 from cwn.cli.console import console, services
 
 app = typer.Typer(
@@ -19,6 +20,11 @@ app.add_typer(quarantine.app, name="quarantine")
 app.command()(ingest.ingest)
 app.command()(ingest.reparse)
 app.command()(status.status)
+app.command("notify")(notify_cli.notify)
+app.command("run")(notify_cli.run)
+app.add_typer(notify_cli.cases_app, name="cases")
+app.add_typer(notify_cli.notifications_app, name="notifications")
+app.add_typer(notify_cli.bounces_app, name="bounces")
 
 
 @app.command()

@@ -132,7 +132,8 @@ def cases_list(
     finally:
         svc.close()
     t = Table(title="Cases", title_justify="left")
-    for col in ("case", "organisation", "report type", "severity", "state", "first seen",
+    t.add_column("case", no_wrap=True)  # IDs are looked up: never fold them
+    for col in ("organisation", "report type", "severity", "state", "first seen",
                 "last seen", "events", "told"):
         t.add_column(col)
     for c in rows:
@@ -234,7 +235,8 @@ def notifications_list(
         svc.close()
     t = Table(title="Notifications " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
               title_justify="left")
-    for col in ("notification", "organisation", "recipient", "lang", "mode", "cases", "state",
+    t.add_column("notification", no_wrap=True)
+    for col in ("organisation", "recipient", "lang", "mode", "cases", "state",
                 "delivery", "created"):
         t.add_column(col)
     for n, dstate, attempts in rows:
@@ -299,8 +301,9 @@ def bounces_ingest(
     svc = services()
     try:
         notifier = Notifier.from_services(svc)
-        outcomes = ingest_bounces(notifier, paths)
-        delivery = notifier.outbox().deliver(workers=1)
+        with notifier.lock():  # SQLite: never deliver beside a running `cwn notify`
+            outcomes = ingest_bounces(notifier, paths)
+            delivery = notifier.outbox().deliver(workers=1)
     finally:
         svc.close()
     t = Table(title="Bounces", title_justify="left")

@@ -11,7 +11,7 @@ import shutil
 from importlib.resources import files
 from pathlib import Path
 
-from rich.panel import Panel
+from sqlalchemy import text
 
 from cwn.cli.console import console
 from cwn.config import Settings
@@ -47,17 +47,35 @@ def run_demo(home: Path | None = None) -> int:
     summary = svc.pipeline().ingest_paths(csvs)
     print_summary(summary, "Demo ingest")
 
+    from cwn.cli.notify import print_run
+    from cwn.notify import Notifier
+
+    report = Notifier.from_services(svc).run()
+    print_run(report)
+    with svc.engine.connect() as conn:
+        cases = conn.execute(text(
+            "SELECT id, org_id, report_type FROM cases ORDER BY id LIMIT 3")).all()
+
     export = home / "events.intelmq.jsonl"
     with export.open("wb") as out:
         n = write_intelmq(svc.events.scan(), out)
-    console.print(Panel.fit(
-        f"[bold]Where to look[/]\n"
-        f"  events with their owner (IntelMQ JSON): {export}  ({n} events)\n"
-        f"  event archive (Parquet, by date/feed):  {settings.events_dir}\n"
-        f"  raw reports (content-addressed):        {settings.raw_dir}\n"
-        f"  database:                               {settings.db_url}\n\n"
-        f"Try: CWN_HOME={home} cwn status\n"
-        f"     CWN_HOME={home} cwn events export --org gemeente-zuiderveen",
-        title="done"))
+    console.rule("[bold]where to look")
+    for label, where in (
+        (f"events with their owner ({n}, IntelMQ JSON)", export),
+        ("event archive (Parquet, by date and feed)", settings.events_dir),
+        ("raw reports (content-addressed)", settings.raw_dir),
+        ("notifications sent (.eml files; set CWN_SMTP_URL to mail them)",
+         settings.outbox_dir),
+        ("database", settings.db_url),
+    ):
+        console.print(f"[bold]{label}[/]\n  {where}", soft_wrap=True)
+    console.print(f"\nTry:  CWN_HOME={home} .venv/bin/cwn status\n"
+                  f"      CWN_HOME={home} .venv/bin/cwn cases list\n"
+                  f"      CWN_HOME={home} .venv/bin/cwn notifications list\n"
+                  f"      CWN_HOME={home} .venv/bin/cwn events export --org gemeente-zuiderveen",
+                  soft_wrap=True)
+    for case_id, org, rtype in cases:
+        console.print(f"      CWN_HOME={home} .venv/bin/cwn cases show {case_id}"
+                      f"   # {org}, {rtype}", soft_wrap=True)
     svc.close()
     return summary.total("attributed")

@@ -1,0 +1,1 @@
+"""Delivery: the outbox state machine and the channels that carry messages out."""

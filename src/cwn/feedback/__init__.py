@@ -1,0 +1,1 @@
+"""Feedback from the outside world: bounces (and later acknowledgements and fixes)."""

@@ -1,0 +1,633 @@
+"""The notify service: cases → routing decisions → notifications → outbox → delivery.
+
+One run is two phases. The *routing transaction* folds the new reports' events into cases,
+decides for every case of the run whether and to whom it is told (storing each "no" with its
+reason), creates the notifications, renders the due ones and writes them to the outbox, and
+marks the reports as processed — all or nothing, so a crash before the commit leaves the
+whole run to be redone and a crash after it leaves a complete outbox. The *delivery phase*
+then drains the outbox (cwn.deliver.outbox), one committed message at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.policy
+import fcntl
+import multiprocessing as mp
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
+
+from cwn.archive.events import EventArchive
+from cwn.config import Settings
+from cwn.db.base import UTCDateTime, new_id
+from cwn.db.models import Organization
+from cwn.db.models_notify import CaseDecision, Delivery, Notification, NotificationCase
+from cwn.deliver.dkim import DkimSigner
+from cwn.deliver.outbox import (
+    Channel,
+    DeliveryStats,
+    Outbox,
+    PermanentFailure,
+    RetryPolicy,
+    checkpoint,
+)
+from cwn.events.batch import EVENT_SCHEMA
+from cwn.route.cases import (
+    CaseRun,
+    clear_staging,
+    due_cases,
+    fold_events,
+    record_repeat_window,
+    resolve_missing,
+)
+from cwn.route.policy import ReminderPolicy
+from cwn.route.recipients import Recipient, load_routing, route_case
+
+if TYPE_CHECKING:
+    from cwn.wiring import Services
+
+_LOCK_KEY = 0x63776E6E  # "cwnn": the PostgreSQL advisory lock of the routing transaction
+_CHUNK = 2_000
+_POOL_MIN = 200  # notifications in one chunk before rendering is spread over processes
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    """Knobs of notification and delivery (to become Settings fields; env for now)."""
+
+    mail_domain: str = "cwn.example"
+    digest_hour: int = 6
+    soft_bounce_threshold: int = 3
+    workers: int = 2
+    render_workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_env(cls) -> NotifyConfig:
+        desk = os.environ.get("CWN_DESK_EMAIL", "")
+        domain = os.environ.get("CWN_MAIL_DOMAIN", "").strip() or (
+            desk.rsplit("@", 1)[-1].strip() if "@" in desk else "cwn.example")
+        return cls(
+            mail_domain=domain,
+            digest_hour=_env_int("CWN_DIGEST_HOUR", 6),
+            soft_bounce_threshold=_env_int("CWN_SOFT_BOUNCE_THRESHOLD", 3),
+            workers=_env_int("CWN_DELIVERY_WORKERS", 2),
+            render_workers=_env_int("CWN_RENDER_WORKERS", min(4, os.cpu_count() or 1)),
+            retry=RetryPolicy(
+                base=timedelta(seconds=_env_int("CWN_RETRY_BASE_SECONDS", 300)),
+                cap=timedelta(seconds=_env_int("CWN_RETRY_CAP_SECONDS", 4 * 3600)),
+                give_up=timedelta(seconds=_env_int("CWN_RETRY_GIVE_UP_SECONDS", 3 * 86400)),
+            ),
+        )
+
+
+@dataclass(slots=True)
+class Planned:
+    """A notification created (or extended) by a run, for summaries and --dry-run."""
+
+    notification_id: str
+    org_id: str
+    recipient: str
+    language: str
+    mode: str
+    case_ids: list[str]
+    due_at: datetime
+
+
+@dataclass(slots=True)
+class Suppressed:
+    case_id: str
+    org_id: str
+    recipient: str | None
+    reason: str
+
+
+@dataclass(slots=True)
+class RunReport:
+    run_id: str
+    dry_run: bool = False
+    cases: CaseRun | None = None
+    repeat_window: int = 0
+    resolved: int = 0
+    planned: list[Planned] = field(default_factory=list)
+    suppressed: list[Suppressed] = field(default_factory=list)
+    queued: int = 0
+    render_failed: int = 0
+    due_in_outbox: int = 0
+    delivery: DeliveryStats | None = None
+    route_seconds: float = 0.0
+
+    def reasons(self) -> Counter[str]:
+        counts: Counter[str] = Counter(s.reason for s in self.suppressed)
+        if self.repeat_window:
+            counts["repeat_window"] += self.repeat_window
+        return counts
+
+
+def next_digest_at(now: datetime, hour: int) -> datetime:
+    at = now.astimezone(UTC).replace(hour=hour, minute=0, second=0, microsecond=0)
+    return at if at > now else at + timedelta(days=1)
+
+
+def _t(sql: str) -> Any:
+    names = [n for n in ("now", "next") if f":{n}" in sql]
+    return text(sql).bindparams(*(bindparam(n, type_=UTCDateTime) for n in names))
+
+
+def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(seq), n):
+        yield seq[start:start + n]
+
+
+class _EventIndex:
+    """The events of a set of notifications, looked up by (organisation, fingerprint)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.rows: dict[str, list[int]] = {}
+        if table.num_rows:
+            keys = pc.binary_join_element_wise(
+                pc.fill_null(table.column("organization"), ""),
+                pc.fill_null(table.column("fingerprint"), ""), "\x1f").to_pylist()
+            for i, k in enumerate(keys):
+                self.rows.setdefault(k, []).append(i)
+
+    def events(self, org_id: str, fingerprint: str) -> pa.Table:
+        idx = self.rows.get(f"{org_id}\x1f{fingerprint}")
+        if not idx:
+            return EVENT_SCHEMA.empty_table()
+        return self.table.take(pa.array(idx, pa.int64()))
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    nid: str
+    org_id: str
+    org_name: str
+    recipient: str
+    language: str
+    cases: list[tuple[Any, ...]]  # id, fingerprint, type, identifier, taxonomy, sev, tlp, ...
+
+
+@dataclass(frozen=True, slots=True)
+class _RenderSpec:
+    settings: Settings
+    domain: str
+    signer: DkimSigner | None
+    now: datetime
+
+
+def _render_jobs(jobs: list[_Job], events: pa.Table, spec: _RenderSpec
+                 ) -> list[tuple[bytes | None, str]]:
+    """(message bytes, subject) per job, or (None, error) when it cannot be rendered.
+
+    Module-level so a process pool can run it; everything it needs comes in the arguments.
+    """
+    from cwn.render.message import CaseView, NotificationView, render_message
+
+    index = _EventIndex(events)
+    policy = email.policy.SMTP
+    out: list[tuple[bytes | None, str]] = []
+    for j in jobs:
+        cases = [CaseView(
+            case_id=c[0], report_type=c[2], identifier=c[3], taxonomy=c[4],
+            severity=c[5] or "medium", tlp=c[6] or spec.settings.default_tlp,
+            first_seen=c[7] or spec.now, last_seen=c[8] or spec.now,
+            events=index.events(j.org_id, c[1])) for c in j.cases]
+        try:
+            msg = render_message(
+                NotificationView(notification_id=j.nid, org_id=j.org_id, org_name=j.org_name,
+                                 recipient=j.recipient, language=j.language, cases=cases),
+                settings=spec.settings, message_id=f"<{j.nid}@{spec.domain}>",
+                return_path=f"bounces+{j.nid}@{spec.domain}")
+        except ValueError as exc:
+            out.append((None, str(exc)))
+            continue
+        if "Auto-Submitted" not in msg:
+            msg["Auto-Submitted"] = "auto-generated"
+        data = msg.as_bytes(policy=policy)
+        if spec.signer is not None:
+            data = spec.signer.sign(data)
+        out.append((data, str(msg["Subject"])))
+    return out
+
+
+class Notifier:
+    def __init__(
+        self,
+        engine: Engine,
+        archive: EventArchive,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        config: NotifyConfig | None = None,
+        channel_factory: Callable[[], Channel] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.archive = archive
+        self.settings = settings
+        self.clock = clock
+        self.config = config or NotifyConfig.from_env()
+        self.channel_factory = channel_factory or self._default_channel
+        self.signer = DkimSigner.from_env()
+        self._pool: ProcessPoolExecutor | None = None
+
+    @classmethod
+    def from_services(cls, svc: Services, **kw: Any) -> Notifier:
+        return cls(svc.engine, svc.events, svc.settings, **kw)
+
+    # -- channels ----------------------------------------------------------------------
+    def _default_channel(self) -> Channel:
+        if self.settings.smtp_url:
+            from cwn.deliver.smtp import SmtpChannel
+
+            return SmtpChannel(self.settings.smtp_url)
+        from cwn.deliver.filebox import FileChannel
+
+        return FileChannel(self.settings.outbox_dir)
+
+    def outbox(self) -> Outbox:
+        return Outbox(self.engine, self.channel_factory, clock=self.clock,
+                      retry=self.config.retry, on_permanent=self._on_permanent)
+
+    # -- the run -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One notify process at a time on SQLite (one writer, no row locks)."""
+        if self.engine.dialect.name != "sqlite":
+            yield
+            return
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        with open(self.settings.home / "notify.lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def run(self, *, dry_run: bool = False, deliver: bool = True,
+            workers: int | None = None) -> RunReport:
+        try:
+            return self._run(dry_run=dry_run, deliver=deliver, workers=workers)
+        finally:
+            self.close()
+
+    def _run(self, *, dry_run: bool, deliver: bool, workers: int | None) -> RunReport:
+        report = RunReport(run_id=new_id(), dry_run=dry_run)
+        with self.lock():
+            started = time.perf_counter()
+            self.route(report)
+            report.route_seconds = time.perf_counter() - started
+            outbox = self.outbox()
+            if dry_run or not deliver:
+                report.due_in_outbox = outbox.due_count()
+                return report
+            report.delivery = outbox.deliver(workers=workers or self.config.workers)
+        return report
+
+    def route(self, report: RunReport) -> None:
+        now = self.clock()
+        with self.engine.connect() as conn:
+            tx = conn.begin()
+            try:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+                checkpoint("route_start")
+                report.cases = fold_events(conn, report.run_id, now)
+                if report.cases.staged:
+                    report.repeat_window = record_repeat_window(conn, report.run_id, now)
+                    self._route_due(conn, report, now)
+                report.resolved = resolve_missing(conn, report.run_id, now)
+                clear_staging(conn, report.run_id)
+                if not report.dry_run:
+                    self.flush(conn, now, report)
+                checkpoint("before_route_commit")
+            except BaseException:
+                tx.rollback()
+                raise
+            if report.dry_run:
+                tx.rollback()
+            else:
+                tx.commit()
+        checkpoint("after_route_commit")
+
+    def _route_due(self, conn: Connection, report: RunReport, now: datetime) -> None:
+        due = due_cases(conn, report.run_id, now)
+        if not due:
+            return
+        routing = load_routing(conn, {str(r[1]) for r in due})
+        policy = ReminderPolicy.load(conn)
+        groups: dict[tuple[str, int], list[str]] = {}
+        recipients: dict[tuple[str, int], Recipient] = {}
+        decisions: list[dict[str, Any]] = []
+        told: list[dict[str, Any]] = []
+        for case_id, org_id, rt, _ident, tax, sev, _tlp, _first, _last, _prev in due:
+            sent = False
+            for v in route_case(routing.get(org_id), taxonomy=tax, report_type=rt,
+                                severity=sev, now=now):
+                if v.reason is None and v.recipient is not None:
+                    key = (org_id, v.recipient.contact_id)
+                    groups.setdefault(key, []).append(case_id)
+                    recipients[key] = v.recipient
+                    sent = True
+                    continue
+                email = v.recipient.email if v.recipient else None
+                reason = v.reason or "no_contact"
+                decisions.append({"case_id": case_id, "run_id": report.run_id, "at": now,
+                                  "action": "suppressed", "reason": reason,
+                                  "recipient": email, "notification_id": None, "detail": None})
+                report.suppressed.append(Suppressed(case_id, org_id, email, reason))
+            if sent:
+                told.append({"b_id": case_id, "now": now,
+                             "next": now + policy.interval(org_id, rt, sev)})
+        self._create_notifications(conn, report, now, groups, recipients, decisions)
+        if decisions:
+            conn.execute(insert(CaseDecision), decisions)
+        for chunk in _chunks(told, 10_000):
+            conn.execute(_t(
+                "UPDATE cases SET last_notified_at = :now, next_reminder_at = :next, "
+                "notify_count = notify_count + 1 WHERE id = :b_id"), list(chunk))
+
+    def _create_notifications(
+        self, conn: Connection, report: RunReport, now: datetime,
+        groups: dict[tuple[str, int], list[str]], recipients: dict[tuple[str, int], Recipient],
+        decisions: list[dict[str, Any]], *, rerouted_from: str | None = None,
+        case_runs: dict[str, str | None] | None = None,
+    ) -> list[str]:
+        """Immediate groups become new notifications due now; digest groups join the
+        recipient's pending digest (or start one due at the next digest hour)."""
+        pending: dict[tuple[str, int], str] = {}
+        digest_keys = [k for k, r in recipients.items()
+                       if r.prefs.mode == "digest" and rerouted_from is None]
+        if digest_keys:
+            rows = conn.execute(text(
+                "SELECT id, org_id, contact_id FROM notifications "
+                "WHERE state = 'pending' AND mode = 'digest'")).all()
+            wanted = set(digest_keys)
+            pending = {(r[1], int(r[2])): r[0] for r in rows
+                       if r[2] is not None and (r[1], int(r[2])) in wanted}
+        new_rows: list[dict[str, Any]] = []
+        links: list[dict[str, Any]] = []
+        created: list[str] = []
+        for key, case_ids in groups.items():
+            org_id, _contact = key
+            rcpt = recipients[key]
+            mode = "digest" if rcpt.prefs.mode == "digest" and rerouted_from is None \
+                else "immediate"
+            nid = pending.get(key) if mode == "digest" else None
+            if nid is not None:
+                have = {r[0] for r in conn.execute(text(
+                    "SELECT case_id FROM notification_cases WHERE notification_id = :n"),
+                    {"n": nid})}
+                case_ids = [c for c in case_ids if c not in have]
+                due_at = now
+            else:
+                nid = new_id()
+                due_at = now if mode == "immediate" else next_digest_at(
+                    now, self.config.digest_hour)
+                new_rows.append({
+                    "id": nid, "org_id": org_id, "contact_id": rcpt.contact_id,
+                    "recipient": rcpt.email, "language": rcpt.language, "mode": mode,
+                    "state": "pending", "run_id": report.run_id, "due_at": due_at,
+                    "case_count": 0, "rerouted_from": rerouted_from, "created_at": now})
+                created.append(nid)
+            for cid in case_ids:
+                run = (case_runs or {}).get(cid, report.run_id)
+                links.append({"notification_id": nid, "case_id": cid, "run_id": run})
+                decisions.append({
+                    "case_id": cid, "run_id": report.run_id, "at": now,
+                    "action": "rerouted" if rerouted_from else (
+                        "notified" if mode == "immediate" else "digest"),
+                    "reason": None, "recipient": rcpt.email, "notification_id": nid,
+                    "detail": f"after bounce of {rerouted_from}" if rerouted_from else None})
+            report.planned.append(Planned(nid, org_id, rcpt.email, rcpt.language, mode,
+                                          list(case_ids), due_at))
+        for chunk in _chunks(new_rows, 10_000):
+            conn.execute(insert(Notification), list(chunk))
+        for chunk in _chunks(links, 10_000):
+            conn.execute(insert(NotificationCase), list(chunk))
+        return created
+
+    # -- rendering into the outbox -----------------------------------------------------
+    def flush(self, conn: Connection, now: datetime, report: RunReport,
+              only: Iterable[str] | None = None) -> int:
+        """Render every pending notification that is due and put it in the outbox."""
+        if only is not None:
+            ids = list(only)
+        else:
+            ids = [r[0] for r in conn.execute(_t(
+                "SELECT id FROM notifications WHERE state = 'pending' AND due_at <= :now "
+                "ORDER BY id"), {"now": now})]
+        queued = 0
+        for chunk in _chunks(ids):
+            queued += self._render_chunk(conn, list(chunk), now, report)
+        report.queued += queued
+        return queued
+
+    def _load_events(self, conn: Connection, runs: set[str], orgs: set[str]) -> _EventIndex:
+        shas: list[str] = []
+        for chunk in _chunks(sorted(runs), 1000):
+            shas += [r[0] for r in conn.execute(
+                text("SELECT report_sha256 FROM notify_reports WHERE run_id IN :runs")
+                .bindparams(bindparam("runs", expanding=True)), {"runs": list(chunk)})]
+        if not shas or not orgs:
+            return _EventIndex(EVENT_SCHEMA.empty_table())
+        where = ('"_report" IN (' + ",".join("?" * len(shas)) + ") AND organization IN ("
+                 + ",".join("?" * len(orgs)) + ")")
+        batches = list(self.archive.scan(where, [*shas, *sorted(orgs)]))
+        table = pa.concat_tables(batches) if batches else EVENT_SCHEMA.empty_table()
+        return _EventIndex(table)
+
+    def _render_chunk(self, conn: Connection, ids: list[str], now: datetime,
+                      report: RunReport) -> int:
+        notes = conn.execute(
+            select(Notification.id, Notification.org_id, Notification.recipient,
+                   Notification.language).where(Notification.id.in_(ids))
+            .order_by(Notification.id)).all()
+        case_rows = conn.execute(text(
+            "SELECT nc.notification_id, nc.run_id, c.id, c.fingerprint, c.report_type, "
+            "c.identifier, c.taxonomy, c.severity, c.tlp, c.first_seen, c.last_seen "
+            "FROM notification_cases nc JOIN cases c ON c.id = nc.case_id "
+            "WHERE nc.notification_id IN :ids ORDER BY nc.notification_id, c.id")
+            .bindparams(bindparam("ids", expanding=True))
+            .columns(first_seen=UTCDateTime, last_seen=UTCDateTime), {"ids": ids}).all()
+        by_note: dict[str, list[tuple[Any, ...]]] = {}
+        for r in case_rows:
+            by_note.setdefault(r[0], []).append(tuple(r[2:]))
+        orgs = {n.org_id for n in notes}
+        names = dict(conn.execute(select(Organization.id, Organization.name)
+                                  .where(Organization.id.in_(sorted(orgs)))).all())
+        events = self._load_events(conn, {r[1] for r in case_rows if r[1]}, orgs)
+        jobs = [_Job(n.id, n.org_id, names.get(n.org_id, n.org_id), n.recipient, n.language,
+                     by_note.get(n.id, [])) for n in notes]
+        job = _RenderSpec(self.settings, self.config.mail_domain, self.signer, now)
+        results = self._render(jobs, events.table, job)
+        deliveries: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        failed: list[str] = []
+        for j, (data, subject_or_error) in zip(jobs, results, strict=True):
+            if data is None:
+                failed.append(j.nid)
+                report.render_failed += 1
+                conn.execute(insert(CaseDecision), [
+                    {"case_id": c[0], "run_id": report.run_id, "at": now,
+                     "action": "undelivered", "reason": "render_failed",
+                     "recipient": j.recipient, "notification_id": j.nid,
+                     "detail": subject_or_error[:2000]} for c in j.cases])
+                continue
+            message_id = f"<{j.nid}@{self.config.mail_domain}>"
+            deliveries.append({
+                "notification_id": j.nid, "recipient": j.recipient,
+                "return_path": f"bounces+{j.nid}@{self.config.mail_domain}",
+                "message_id": message_id, "eml": data, "state": "queued", "attempts": 0,
+                "next_attempt_at": now, "created_at": now})
+            updates.append({"b_id": j.nid, "mid": message_id, "subj": subject_or_error[:998],
+                            "now": now, "cnt": len(j.cases)})
+        if deliveries:
+            conn.execute(insert(Delivery), deliveries)
+            conn.execute(_t(
+                "UPDATE notifications SET state = 'queued', message_id = :mid, subject = :subj, "
+                "queued_at = :now, case_count = :cnt WHERE id = :b_id"), updates)
+        if failed:
+            conn.execute(update(Notification).where(Notification.id.in_(failed))
+                         .values(state="failed"))
+        return len(deliveries)
+
+    def _render(self, jobs: list[_Job], events: pa.Table, spec: _RenderSpec
+                ) -> list[tuple[bytes | None, str]]:
+        """Render inline, or on a process pool when there is enough work to share: the mail
+        libraries are pure Python, so processes are the way to use more than one core."""
+        workers = self.config.render_workers
+        if workers <= 1 or len(jobs) < _POOL_MIN:
+            return _render_jobs(jobs, events, spec)
+        if self._pool is None:
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["cwn.notify", "cwn.render.message"])
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        size = max(25, -(-len(jobs) // (workers * 4)))
+        futures = []
+        for start in range(0, len(jobs), size):
+            part = jobs[start:start + size]
+            orgs = pa.array(sorted({j.org_id for j in part}), pa.string())
+            sub = events.filter(pc.is_in(events.column("organization"), value_set=orgs)) \
+                if events.num_rows else events
+            futures.append(self._pool.submit(_render_jobs, part, sub, spec))
+        out: list[tuple[bytes | None, str]] = []
+        for f in futures:
+            out.extend(f.result())
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    # -- bounces and re-routing --------------------------------------------------------
+    def _on_permanent(self, conn: Connection, notification_id: str, recipient: str,
+                      exc: PermanentFailure) -> None:
+        self.reroute(conn, notification_id, recipient, reason=f"smtp {exc}")
+
+    def disable_address(self, conn: Connection, address: str) -> int:
+        res = conn.execute(text(
+            "UPDATE contacts SET enabled = :f WHERE lower(email) = :e AND enabled = :t"),
+            {"e": address.strip().lower(), "f": False, "t": True})
+        return int(res.rowcount or 0)
+
+    def reroute(self, conn: Connection, notification_id: str, address: str, *,
+                reason: str) -> list[str]:
+        """Disable `address`, mark the notification bounced, and hand its cases to the next
+        contact of the organisation (by priority); returns the new notifications' ids."""
+        now = self.clock()
+        report = RunReport(run_id=new_id())
+        self.disable_address(conn, address)
+        conn.execute(text("UPDATE notifications SET state = 'bounced' WHERE id = :n"),
+                     {"n": notification_id})
+        conn.execute(text("UPDATE deliveries SET state = 'bounced' WHERE notification_id = :n"),
+                     {"n": notification_id})
+        row = conn.execute(select(Notification.org_id).where(
+            Notification.id == notification_id)).first()
+        if row is None:
+            return []
+        org_id = row[0]
+        cases = conn.execute(text(
+            "SELECT c.id, c.report_type, c.taxonomy, c.severity, nc.run_id "
+            "FROM notification_cases nc JOIN cases c ON c.id = nc.case_id "
+            "WHERE nc.notification_id = :n ORDER BY c.id"), {"n": notification_id}).all()
+        if not cases:
+            return []
+        told = {(r[0], str(r[1]).lower()) for r in conn.execute(text(
+            "SELECT nc.case_id, n.recipient FROM notification_cases nc "
+            "JOIN notifications n ON n.id = nc.notification_id "
+            "WHERE n.state IN ('pending', 'queued', 'sent') AND nc.case_id IN :ids")
+            .bindparams(bindparam("ids", expanding=True)), {"ids": [c[0] for c in cases]})}
+        routing = load_routing(conn, [org_id]).get(org_id)
+        groups: dict[tuple[str, int], list[str]] = {}
+        recipients: dict[tuple[str, int], Recipient] = {}
+        decisions: list[dict[str, Any]] = [
+            {"case_id": c[0], "run_id": None, "at": now, "action": "undelivered",
+             "reason": "bounced", "recipient": address, "notification_id": notification_id,
+             "detail": reason[:2000]} for c in cases]
+        case_runs = {c[0]: c[4] for c in cases}
+        bad = frozenset({address.strip().lower()})
+        for case_id, rt, tax, sev, _run in cases:
+            for v in route_case(routing, taxonomy=tax, report_type=rt, severity=sev or "medium",
+                                now=now, exclude=bad):
+                if v.recipient is not None and (case_id, v.recipient.email.lower()) in told:
+                    continue
+                if v.reason is None and v.recipient is not None:
+                    key = (org_id, v.recipient.contact_id)
+                    groups.setdefault(key, []).append(case_id)
+                    recipients[key] = v.recipient
+                else:
+                    decisions.append({
+                        "case_id": case_id, "run_id": None, "at": now, "action": "suppressed",
+                        "reason": v.reason or "no_contact",
+                        "recipient": v.recipient.email if v.recipient else None,
+                        "notification_id": None, "detail": f"after bounce of {address}"})
+        created = self._create_notifications(conn, report, now, groups, recipients, decisions,
+                                             rerouted_from=notification_id, case_runs=case_runs)
+        conn.execute(insert(CaseDecision), decisions)
+        if created:
+            self.flush(conn, now, report, only=created)
+        return created
+
+
+def main() -> None:
+    """`python -m cwn.notify`: one notify run with the configured settings (what `cwn notify`
+    does), for scripts and the crash tests that SIGKILL it."""
+    import sys
+
+    from cwn.wiring import build
+
+    svc = build(Settings())
+    try:
+        report = Notifier.from_services(svc).run(dry_run="--dry-run" in sys.argv[1:])
+    finally:
+        svc.close()
+    d = report.delivery
+    print(f"run {report.run_id}: queued {report.queued}, "
+          f"sent {d.sent if d else 0}, deferred {d.deferred if d else 0}, "
+          f"bounced {d.bounced if d else 0}, failed {d.failed if d else 0}")
+
+
+if __name__ == "__main__":
+    main()
