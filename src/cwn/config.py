@@ -54,6 +54,29 @@ class Settings(BaseSettings):
         "file is always archived; per-event raw costs about a third of the parse.",
     )
 
+    # -- the desk, as recipients see it (mail sender, case lookup, phone) ------------------
+    desk_name: str = Field(default="CWN desk", description="Sender name of notifications.")
+    desk_email: str = Field(default="meldingen@cwn.example", description="Sender address.")
+    desk_url: str = Field(default="https://cwn.example/case/{case_id}",
+                          description="Where a recipient looks up a case ID ({case_id}).")
+    desk_phone: str = Field(default="", description="Phone number printed in mails.")
+    # -- notification and delivery ----------------------------------------------------------
+    mail_domain: str | None = Field(default=None, description="Message-ID and VERP domain; "
+                                    "default: the domain of desk_email.")
+    digest_hour: int = Field(default=6, ge=0, le=23, description="Daily digest hour (UTC).")
+    soft_bounce_threshold: int = Field(default=3, ge=1,
+                                       description="Soft bounces before an address is disabled.")
+    delivery_workers: int = Field(default=2, ge=1, description="Parallel SMTP connections.")
+    render_workers: int | None = Field(default=None, ge=1,
+                                       description="Render processes; default min(4, CPUs).")
+    retry_base_seconds: int = Field(default=300, ge=1, description="First retry delay.")
+    retry_cap_seconds: int = Field(default=4 * 3600, ge=1, description="Longest retry delay.")
+    retry_give_up_seconds: int = Field(default=3 * 86400, ge=1,
+                                       description="Deferred mail older than this fails.")
+    dkim_key_file: Path | None = Field(default=None, description="PEM key: DKIM-sign mail.")
+    dkim_selector: str | None = Field(default=None, description="DKIM selector.")
+    dkim_domain: str | None = Field(default=None, description="DKIM signing domain (d=).")
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -65,14 +65,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    return int(raw) if raw else default
-
-
 @dataclass(frozen=True, slots=True)
 class NotifyConfig:
-    """Knobs of notification and delivery (to become Settings fields; env for now)."""
+    """Knobs of notification and delivery, taken from the Settings object."""
 
     mail_domain: str = "cwn.example"
     digest_hour: int = 6
@@ -82,22 +77,26 @@ class NotifyConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @classmethod
-    def from_env(cls) -> NotifyConfig:
-        desk = os.environ.get("CWN_DESK_EMAIL", "")
-        domain = os.environ.get("CWN_MAIL_DOMAIN", "").strip() or (
+    def from_settings(cls, settings: Settings) -> NotifyConfig:
+        desk = settings.desk_email
+        domain = (settings.mail_domain or "").strip() or (
             desk.rsplit("@", 1)[-1].strip() if "@" in desk else "cwn.example")
         return cls(
             mail_domain=domain,
-            digest_hour=_env_int("CWN_DIGEST_HOUR", 6),
-            soft_bounce_threshold=_env_int("CWN_SOFT_BOUNCE_THRESHOLD", 3),
-            workers=_env_int("CWN_DELIVERY_WORKERS", 2),
-            render_workers=_env_int("CWN_RENDER_WORKERS", min(4, os.cpu_count() or 1)),
+            digest_hour=settings.digest_hour,
+            soft_bounce_threshold=settings.soft_bounce_threshold,
+            workers=settings.delivery_workers,
+            render_workers=settings.render_workers or min(4, os.cpu_count() or 1),
             retry=RetryPolicy(
-                base=timedelta(seconds=_env_int("CWN_RETRY_BASE_SECONDS", 300)),
-                cap=timedelta(seconds=_env_int("CWN_RETRY_CAP_SECONDS", 4 * 3600)),
-                give_up=timedelta(seconds=_env_int("CWN_RETRY_GIVE_UP_SECONDS", 3 * 86400)),
+                base=timedelta(seconds=settings.retry_base_seconds),
+                cap=timedelta(seconds=settings.retry_cap_seconds),
+                give_up=timedelta(seconds=settings.retry_give_up_seconds),
             ),
         )
+
+    @classmethod
+    def from_env(cls) -> NotifyConfig:
+        return cls.from_settings(Settings())
 
 
 @dataclass(slots=True)
@@ -246,9 +245,9 @@ class Notifier:
         self.archive = archive
         self.settings = settings
         self.clock = clock
-        self.config = config or NotifyConfig.from_env()
+        self.config = config or NotifyConfig.from_settings(settings)
         self.channel_factory = channel_factory or self._default_channel
-        self.signer = DkimSigner.from_env()
+        self.signer = DkimSigner.from_settings(settings)
         self._pool: ProcessPoolExecutor | None = None
 
     @classmethod

@@ -6,9 +6,10 @@ Configured for now through `CWN_DKIM_KEY_FILE`, `CWN_DKIM_SELECTOR` and `CWN_DKI
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from cwn.config import Settings
 
 SIGNED_HEADERS: tuple[bytes, ...] = (
     b"from", b"to", b"subject", b"date", b"message-id", b"content-type", b"mime-version",
@@ -23,13 +24,17 @@ class DkimSigner:
     key: bytes
 
     @classmethod
-    def from_env(cls) -> DkimSigner | None:
-        key_file = os.environ.get("CWN_DKIM_KEY_FILE")
-        selector = os.environ.get("CWN_DKIM_SELECTOR")
-        domain = os.environ.get("CWN_DKIM_DOMAIN")
+    def from_settings(cls, settings: Settings) -> DkimSigner | None:
+        """A signer when key, selector and domain are all configured, else None."""
+        key_file, selector, domain = (settings.dkim_key_file, settings.dkim_selector,
+                                      settings.dkim_domain)
         if not (key_file and selector and domain):
             return None
         return cls(selector=selector, domain=domain, key=Path(key_file).read_bytes())
+
+    @classmethod
+    def from_env(cls) -> DkimSigner | None:
+        return cls.from_settings(Settings())
 
     def sign(self, message: bytes) -> bytes:
         import dkim

@@ -16,9 +16,9 @@ and partials); this module prepares the data: grouping, table rows, times in UTC
 Europe/Amsterdam, the subject and the headers. The template environment is built once per
 process (autoescape for HTML, ``StrictUndefined``).
 
-The desk's identity (name, address, case lookup URL, phone) is not in
-:class:`cwn.config.Settings` yet: :class:`DeskIdentity` reads ``CWN_DESK_NAME``,
-``CWN_DESK_EMAIL``, ``CWN_DESK_URL`` and ``CWN_DESK_PHONE`` from the environment.
+The desk's identity (name, address, case lookup URL, phone) comes from
+:class:`cwn.config.Settings` (``CWN_DESK_NAME``, ``CWN_DESK_EMAIL``, ``CWN_DESK_URL``,
+``CWN_DESK_PHONE``).
 """
 
 from __future__ import annotations
@@ -112,6 +112,11 @@ class DeskIdentity:
             case_url=env.get("CWN_DESK_URL", "").strip() or defaults.case_url,
             phone=env.get("CWN_DESK_PHONE", "").strip() or defaults.phone,
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeskIdentity:
+        return cls(name=settings.desk_name, email=settings.desk_email,
+                   case_url=settings.desk_url, phone=settings.desk_phone)
 
     def case_link(self, case_id: str) -> str:
         return self.case_url.replace("{case_id}", quote(case_id, safe=""))
@@ -573,7 +578,7 @@ def render_message(
     if re.search(r"[\r\n]", view.recipient) or "@" not in view.recipient:
         raise ValueError(f"notification {view.notification_id}: bad recipient {view.recipient!r}")
     lang = _lang(view.language)
-    desk = desk if desk is not None else DeskIdentity.from_env()
+    desk = desk if desk is not None else DeskIdentity.from_settings(settings)
     library = advice if advice is not None else default_library()
     tlp: Tlp = most_restrictive((c.tlp for c in view.cases), default=settings.default_tlp)
     tlp_text: TlpText = tlp.text(lang)
