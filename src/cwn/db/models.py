@@ -178,15 +178,11 @@ class Event(Base):
     row: Mapped[int] = mapped_column(BigInteger)
     fingerprint: Mapped[str] = mapped_column(String(32))
     report_type: Mapped[str | None] = mapped_column(String(128))
-    feed_name: Mapped[str | None] = mapped_column(String(255))
     time_source: Mapped[datetime | None] = mapped_column(UTCDateTime)
     taxonomy: Mapped[str | None] = mapped_column(String(64))
-    type: Mapped[str | None] = mapped_column(String(64))
     identifier: Mapped[str | None] = mapped_column(String(255))
     source_ip: Mapped[str | None] = mapped_column(String(45))
     source_port: Mapped[int | None] = mapped_column(Integer)
-    source_asn: Mapped[int | None] = mapped_column(BigInteger)
-    source_fqdn: Mapped[str | None] = mapped_column(String(255))
     transport: Mapped[str | None] = mapped_column(String(16))
     severity: Mapped[str | None] = mapped_column(String(16))
     tlp: Mapped[str | None] = mapped_column(String(16))
@@ -200,15 +196,11 @@ EVENT_DB_COLUMNS: dict[str, str] = {
     "_row": "row",
     "fingerprint": "fingerprint",
     "report_type": "report_type",
-    "feed.name": "feed_name",
     "time.source": "time_source",
     "classification.taxonomy": "taxonomy",
-    "classification.type": "type",
     "classification.identifier": "identifier",
     "source.ip": "source_ip",
     "source.port": "source_port",
-    "source.asn": "source_asn",
-    "source.fqdn": "source_fqdn",
     "protocol.transport": "transport",
     "severity": "severity",
     "tlp": "tlp",
