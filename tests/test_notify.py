@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -26,9 +25,7 @@ from cwn.db.models import Contact, Organization
 from cwn.db.models_notify import Case, CaseDecision, Notification, NotifyPolicy, Preference
 from cwn.notify import Notifier, NotifyConfig
 from cwn.render.formats.csv import read_csv_events
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest_smtp import (  # noqa: F401  (smtp_server is a fixture)
+from notify_support import (  # noqa: F401  (smtp_server is a fixture)
     Clock,
     SmtpServer,
     add_org,

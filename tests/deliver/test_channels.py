@@ -7,7 +7,6 @@ import re
 import shutil
 import ssl
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,9 +22,7 @@ from cwn.deliver.filebox import FileChannel
 from cwn.deliver.outbox import PermanentFailure, TemporaryFailure
 from cwn.deliver.smtp import SmtpChannel, SmtpTarget
 from cwn.notify import Notifier, NotifyConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_smtp import (  # noqa: F401  (smtp_server is a fixture)
+from notify_support import (  # noqa: F401  (smtp_server is a fixture)
     Clock,
     SmtpServer,
     add_org,
@@ -143,7 +140,7 @@ def _auth(server: object, session: object, envelope: object, mechanism: str,
 
 
 def test_starttls_with_login_and_implicit_tls(tls_context: ssl.SSLContext) -> None:
-    from conftest_smtp import Recorder
+    from notify_support import Recorder
 
     rec = Recorder()
     port = free_port()

@@ -23,9 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from cwn.archive.events import EventArchive
 from cwn.config import Settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_smtp import (  # noqa: F401  (smtp_server is a fixture)
+from notify_support import (  # noqa: F401  (smtp_server is a fixture)
     SmtpServer,
     add_org,
     add_report,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mailbox
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,9 +16,7 @@ from cwn.db.models import Contact
 from cwn.db.models_notify import Bounce, Notification
 from cwn.feedback.bounces import ingest_bounces, parse_dsn
 from cwn.notify import Notifier, NotifyConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_smtp import (  # noqa: F401  (smtp_server is a fixture)
+from notify_support import (  # noqa: F401  (smtp_server is a fixture)
     Clock,
     SmtpServer,
     add_org,

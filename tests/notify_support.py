@@ -1,6 +1,7 @@
 """A real SMTP server on loopback (aiosmtpd) and builders for notify tests.
 
-Imported by the notify, deliver and feedback tests (`from conftest_smtp import ...`): the
+Imported by the notify, deliver and feedback tests (`from notify_support import ...`;
+`tests/` is on pytest's `pythonpath`): the
 server records every accepted message with its envelope, and can be told to refuse or defer
 chosen recipients, so tests assert on what a mail server really received.
 """
