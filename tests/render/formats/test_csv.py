@@ -77,3 +77,29 @@ def test_streamed_batches_and_empty() -> None:
     empty = io.BytesIO()
     assert write_csv([], empty) == 0 and empty.getvalue() == b""
     assert read_csv_events(b"").num_rows == 0
+
+
+def test_formula_like_cells_are_defused_and_still_round_trip() -> None:
+    """A value such as `=HYPERLINK(...)` must not run as a formula in a spreadsheet, and the
+    guard must not change what parses back."""
+    import io as _io
+
+    import pyarrow as _pa
+
+    from cwn.events.batch import conform as _conform
+    from cwn.render.formats.csv import read_csv_events as _read
+    from cwn.render.formats.csv import write_csv as _write
+
+    evil = ['=HYPERLINK("http://x")', "+1", "@SUM(A1)", "'=quoted", "plain text"]
+    batch = _conform(_pa.table({"source.ip": ["192.0.2.1"] * 5, "comment": evil,
+                                "extra": ['{"note":"-2+3"}'] * 5}))
+    buf = _io.BytesIO()
+    _write(batch, buf)
+    text = buf.getvalue().decode()
+
+    cells = [c for line in text.splitlines()[1:] for c in next(__import__("csv").reader([line]))]
+    assert not any(c[:1] in ("=", "+", "-", "@") for c in cells)
+    assert "'=HYPERLINK" in text and "'@SUM" in text and "'-2+3" in text
+    back = _read(buf.getvalue())
+    assert back.column("comment").to_pylist() == evil
+    assert back.column("extra").to_pylist() == batch.column("extra").to_pylist()

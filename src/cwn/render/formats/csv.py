@@ -81,6 +81,23 @@ def _extra_columns(extra: pa.ChunkedArray | pa.Array) -> dict[str, list[str | No
     return {k: cols[k] for k in sorted(cols)}
 
 
+_FORMULA = r"^('*[=+\-@\t\r])"
+_DEFUSED = r"^'('*[=+\-@\t\r])"
+
+
+def _defuse(values: pa.Array) -> pa.Array:
+    """Spreadsheet formula injection guard (OWASP "CSV injection"): a cell that starts like
+    a formula (`=`, `+`, `-`, `@`, tab, CR) gets a leading `'`, so a recipient opening the
+    attachment in Excel sees text. Cells already starting with quotes get one more, so
+    `read_csv_events` can undo it exactly."""
+    return pc.replace_substring_regex(values, _FORMULA, r"'\1", max_replacements=1)
+
+
+def _restore(values: pa.ChunkedArray) -> pa.Array:
+    return pc.replace_substring_regex(values.combine_chunks(), _DEFUSED, r"\1",
+                                      max_replacements=1)
+
+
 def write_csv(batches: pa.Table | Iterable[pa.Table], out: BinaryIO) -> int:
     """Write events as CSV with IntelMQ headers to `out`; returns the number of events."""
     chunks = list(iter_chunks(batches))
@@ -104,6 +121,8 @@ def write_csv(batches: pa.Table | Iterable[pa.Table], out: BinaryIO) -> int:
         if col not in EXPORT_KEYS:
             continue
         key = EXPORT_KEYS[col]
+        if table.column(col).null_count == n and key.removeprefix(_EXTRA) not in extras:
+            continue  # most of the ~90 fields are empty: skip their text conversion
         values = text_values(table.column(col))
         shadow = extras.get(key.removeprefix(_EXTRA)) if key.startswith(_EXTRA) else None
         if shadow is not None:  # the same key inside extra: fill the column's gaps
@@ -113,6 +132,7 @@ def write_csv(batches: pa.Table | Iterable[pa.Table], out: BinaryIO) -> int:
             continue
         names.append(key)
         arrays.append(values)
+    arrays = [_defuse(a) for a in arrays]
     sink = io.BytesIO()
     pacsv.write_csv(pa.Table.from_arrays(arrays, names=names), sink,
                     write_options=pacsv.WriteOptions(quoting_style="needed"))
@@ -135,7 +155,7 @@ def read_csv_events(data: bytes) -> pa.Table:
     )
     columns: dict[str, list[Any]] = {}
     for name in table.column_names:
-        cells = table.column(name).to_pylist()
+        cells = _restore(table.column(name)).to_pylist()
         if name.startswith(_EXTRA) and name.removeprefix(_EXTRA) not in EXTRA_COLUMN_KEYS:
             columns[name] = [None if c is None else _uncell(c) for c in cells]
         else:
