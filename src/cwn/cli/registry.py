@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NoReturn
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from cwn.cli.console import console, err_console
-from cwn.config import Settings
-from cwn.db.engine import make_engine, session_factory, upgrade
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """One red line (never wrapped, never a traceback), then exit with `code`."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(code)
-
+from cwn.cli.console import console, fail, services
 
 app = typer.Typer(help="Import and export the organisation registry (JSON).",
                   no_args_is_help=True)
@@ -38,16 +27,15 @@ def import_(
         doc = read_document(file)
     except RegistryFormatError as exc:
         fail(f"{file}: {exc}")
-    engine = make_engine(Settings().db_url)
+    svc = services()
     try:
-        upgrade(engine)
-        with session_factory(engine).begin() as session:
+        with svc.sessions.begin() as session:
             summary = import_registry(session, doc, actor=actor)
     except Exception as exc:
         fail(f"{file}: import failed, nothing changed: {exc.__class__.__name__}: "
              f"{str(exc).splitlines()[0] if str(exc) else ''}")
     finally:
-        engine.dispose()
+        svc.close()
     table = Table(title=f"Registry import: {file.name}")
     table.add_column("change")
     table.add_column("count", justify="right")
@@ -64,13 +52,12 @@ def export(
     """Write the registry as JSON in the import format."""
     from cwn.registry.exporter import export_registry
 
-    engine = make_engine(Settings().db_url)
+    svc = services()
     try:
-        upgrade(engine)
-        with session_factory(engine)() as session:
+        with svc.sessions() as session:
             doc = export_registry(session)
     finally:
-        engine.dispose()
+        svc.close()
     text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     if output is None:
         typer.echo(text, nl=False)
