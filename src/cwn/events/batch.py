@@ -53,3 +53,8 @@ def conform(table: pa.Table) -> pa.Table:
 
 def empty() -> pa.Table:
     return EVENT_SCHEMA.empty_table()
+
+
+def plain(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous array, for kernels and conversions that want a plain Array."""
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col

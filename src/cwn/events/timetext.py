@@ -9,14 +9,12 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-
-def _plain(col: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+from cwn.events.batch import plain
 
 
 def utc_text(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     """`YYYY-MM-DD HH:MM:SS.ffffff` (UTC wall time, no zone), nulls kept."""
-    return pc.cast(_plain(col), pa.timestamp("us"), safe=False).cast(pa.string())
+    return pc.cast(plain(col), pa.timestamp("us"), safe=False).cast(pa.string())
 
 
 def iso_utc(col: pa.Array | pa.ChunkedArray) -> pa.Array:

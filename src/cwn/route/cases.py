@@ -19,16 +19,26 @@ from sqlalchemy.sql.elements import TextClause
 
 from cwn.db.base import UTCDateTime
 from cwn.db.models_notify import CaseCounter
+from cwn.events.fields import SEVERITIES, TLP_LEVELS
 
-_SEV_RANK_SQL = ("CASE lower(e.severity) WHEN 'critical' THEN 4 WHEN 'high' THEN 3 "
-                 "WHEN 'medium' THEN 2 WHEN 'low' THEN 1 WHEN 'info' THEN 0 ELSE 2 END")
-_TLP_RANK_SQL = ("CASE upper(e.tlp) WHEN 'RED' THEN 4 WHEN 'AMBER+STRICT' THEN 3 "
-                 "WHEN 'AMBER' THEN 2 WHEN 'GREEN' THEN 1 WHEN 'CLEAR' THEN 0 "
-                 "WHEN 'WHITE' THEN 0 ELSE 2 END")
-_SEV_NAME_SQL = ("CASE s.sev_rank WHEN 4 THEN 'critical' WHEN 3 THEN 'high' WHEN 2 THEN 'medium' "
-                 "WHEN 1 THEN 'low' ELSE 'info' END")
-_TLP_NAME_SQL = ("CASE s.tlp_rank WHEN 4 THEN 'RED' WHEN 3 THEN 'AMBER+STRICT' WHEN 2 THEN 'AMBER' "
-                 "WHEN 1 THEN 'GREEN' ELSE 'CLEAR' END")
+
+def _rank_sql(expr: str, scale: tuple[str, ...], default: int,
+              aliases: dict[str, int] | None = None) -> str:
+    """`CASE expr WHEN 'name' THEN rank ... END` over one of the catalogue's ordered scales."""
+    ranks = {name: i for i, name in enumerate(scale)} | (aliases or {})
+    whens = " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in ranks.items())
+    return f"CASE {expr} {whens} ELSE {default} END"
+
+
+def _name_sql(expr: str, scale: tuple[str, ...]) -> str:
+    whens = " ".join(f"WHEN {i} THEN '{name}'" for i, name in enumerate(scale) if i)
+    return f"CASE {expr} {whens} ELSE '{scale[0]}' END"
+
+
+_SEV_RANK_SQL = _rank_sql("lower(e.severity)", SEVERITIES, SEVERITIES.index("medium"))
+_TLP_RANK_SQL = _rank_sql("upper(e.tlp)", TLP_LEVELS, TLP_LEVELS.index("AMBER"), {"WHITE": 0})
+_SEV_NAME_SQL = _name_sql("s.sev_rank", SEVERITIES)
+_TLP_NAME_SQL = _name_sql("s.tlp_rank", TLP_LEVELS)
 
 
 @dataclass(slots=True)

@@ -13,11 +13,10 @@ from datetime import timedelta
 from sqlalchemy import Connection, select
 
 from cwn.db.models_notify import NotifyPolicy
+from cwn.events.fields import SEVERITIES, TLP_LEVELS
 
-SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
 SEV_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
-TLPS: tuple[str, ...] = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED")
-TLP_RANK: dict[str, int] = {t: i for i, t in enumerate(TLPS)}
+TLP_RANK: dict[str, int] = {t: i for i, t in enumerate(TLP_LEVELS)}
 
 DEFAULT_REMINDER_DAYS: dict[str, int] = {
     "critical": 7, "high": 7, "medium": 30, "low": 90, "info": 90,

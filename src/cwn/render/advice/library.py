@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from cwn.events.fields import SEVERITIES
+
 __all__ = [
     "GENERIC_ID",
     "LANGUAGES",
@@ -50,7 +52,6 @@ __all__ = [
 GENERIC_ID = "generic"
 LANGUAGES: tuple[str, ...] = ("nl", "en")
 TEXT_KEYS: tuple[str, ...] = ("title", "summary", "why", "steps", "check", "forward_to_supplier")
-SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
 MIN_STEPS = 2
 
 _REQUIRED_TOP = ("id", "report_types", "severity", "nl", "en")

@@ -18,7 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cwn.events.batch import COLUMNS, conform
+from cwn.events.batch import COLUMNS, conform, plain
 from cwn.events.timetext import iso_utc
 from cwn.ingest.intelmq import KEY_FIELDS
 
@@ -44,10 +44,6 @@ def iter_chunks(batches: pa.Table | Iterable[pa.Table]) -> Iterator[pa.Table]:
             yield table.slice(start, CHUNK_ROWS)
 
 
-def _plain(col: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-
-
 def text_values(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     """The IntelMQ text form of a column (nulls stay null).
 
@@ -55,7 +51,7 @@ def text_values(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     microseconds, like Python's `isoformat`), floats always with a decimal point or an
     exponent (`77.0`), booleans `true`/`false`, non-finite floats null.
     """
-    arr = _plain(col)
+    arr = plain(col)
     t = arr.type
     if pa.types.is_string(t):
         return arr
@@ -77,7 +73,7 @@ def text_values(col: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def json_values(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Each value as JSON text, exactly as `orjson.dumps` writes it (nulls stay null)."""
-    arr = _plain(col)
+    arr = plain(col)
     t = arr.type
     if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
         return text_values(arr)
