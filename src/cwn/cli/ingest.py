@@ -12,6 +12,7 @@ from rich.table import Table
 
 from cwn.cli.console import console, err_console, services
 from cwn.ingest.pipeline import IngestSummary, expand
+from cwn.wiring import Services
 
 
 def _progress() -> Progress:
@@ -65,11 +66,23 @@ def ingest(
     ] = None,
 ) -> None:
     """Collect, parse, normalise, attribute and store feed files."""
+    svc = services()
+    try:
+        ok = ingest_with_progress(svc, paths, feed=feed, report_type=report_type)
+    finally:
+        svc.close()
+    if not ok:
+        raise typer.Exit(1)
+
+
+def ingest_with_progress(svc: Services, paths: list[Path], *, feed: str | None = None,
+                         report_type: str | None = None) -> bool:
+    """Ingest files and directories with a progress bar and a summary (shared by
+    `cwn ingest` and `cwn run`). False when any path was missing or unusable."""
     missing = [p for p in paths if not p.exists()]
     for p in missing:
         err_console.print(f"[bold red]unusable:[/] {escape(str(p))}: no such file or directory",
                           soft_wrap=True)
-    svc = services()
     files = list(expand([p for p in paths if p.exists()]))
     with _progress() as progress:
         task = progress.add_task("ingest", total=len(files), current="")
@@ -78,17 +91,16 @@ def ingest(
             progress.update(task, current=f"{stage}: {name}")
 
         summary = IngestSummary()
+        pipeline = svc.pipeline()  # one report table and index for the whole run
         for path in files:
-            part = svc.pipeline().ingest_paths([path], feed=feed, report_type=report_type,
-                                               progress=note)
+            part = pipeline.ingest_paths([path], feed=feed, report_type=report_type,
+                                         progress=note)
             summary.files.extend(part.files)
             summary.seconds += part.seconds
             progress.advance(task)
         progress.update(task, current="done")
     print_summary(summary)
-    svc.close()
-    if summary.unusable or missing:
-        raise typer.Exit(1)
+    return not (summary.unusable or missing)
 
 
 def reparse(

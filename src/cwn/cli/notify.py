@@ -91,22 +91,21 @@ def notify(
 def run(
     paths: Annotated[list[Path], typer.Argument(help="Files or directories to ingest.")],
     feed: Annotated[str | None, typer.Option(help="Feed name to record.")] = None,
+    report_type: Annotated[
+        str | None, typer.Option("--report-type", help="Shadowserver report type override.")
+    ] = None,
 ) -> None:
     """Ingest files, then notify."""
-    from cwn.cli.ingest import print_summary
+    from cwn.cli.ingest import ingest_with_progress
 
-    missing = [p for p in paths if not p.exists()]
-    for p in missing:
-        err_console.print(f"[bold red]unusable:[/] {p}: no such file or directory")
     svc = services()
     try:
-        summary = svc.pipeline().ingest_paths([p for p in paths if p.exists()], feed=feed)
-        print_summary(summary)
+        ok = ingest_with_progress(svc, paths, feed=feed, report_type=report_type)
         report = Notifier.from_services(svc).run()
     finally:
         svc.close()
     print_run(report)
-    if summary.unusable or missing:
+    if not ok:
         raise typer.Exit(1)
 
 
