@@ -29,7 +29,6 @@ from cwn.db.models import Contact, Organization, Report
 from cwn.db.models_notify import NOTIFY_TABLES
 from cwn.events.batch import conform
 from cwn.events.fingerprint import fingerprints
-from cwn.ingest.store import insert_events
 
 
 def free_port() -> int:
@@ -135,7 +134,7 @@ _counter = iter(range(10**9))
 def add_report(engine: Engine, archive: EventArchive, events: Sequence[dict[str, Any]], *,
                report_type: str = "scan_smb", date: str = "2026-01-10",
                feed: str = "shadowserver", parsed_at: datetime | None = None) -> str:
-    """Store events as the ingest pipeline would: Parquet archive plus the events table.
+    """Store events as the ingest pipeline would: the Parquet archive plus the report row.
 
     Each event is a dict of catalogue fields plus `organization`; defaults make it a
     vulnerable SMB finding on the given `source.ip`.
@@ -172,7 +171,6 @@ def add_report(engine: Engine, archive: EventArchive, events: Sequence[dict[str,
             rows=len(rows), events=len(rows), attributed=len(rows), parser_version="1",
             received_at=parsed_at or datetime.now(UTC),
             parsed_at=parsed_at or datetime.now(UTC)))
-        insert_events(conn, table)
     return sha
 
 

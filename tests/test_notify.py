@@ -74,11 +74,13 @@ def lang_of(msg: EmailMessage) -> str:
 
 
 def _case_row(env: Env, org: str, ip: str) -> dict[str, object]:
+    """The case of `org`'s finding on `ip` (events are in the Parquet archive)."""
+    fps = {fp for t in env.archive.scan('"organization" = ? AND "source.ip" = ?', [org, ip])
+           for fp in t.column("fingerprint").to_pylist()}
+    assert len(fps) == 1
     with env.engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT c.* FROM cases c JOIN events e ON e.organization_id = c.org_id "
-            "AND e.fingerprint = c.fingerprint WHERE c.org_id = :o AND e.source_ip = :ip"),
-            {"o": org, "ip": ip}).mappings().first()
+        row = conn.execute(text("SELECT * FROM cases WHERE org_id = :o AND fingerprint = :f"),
+                           {"o": org, "f": fps.pop()}).mappings().first()
     assert row is not None
     return dict(row)
 

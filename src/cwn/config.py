@@ -111,6 +111,11 @@ class Settings(BaseSettings):
         return self.home / "outbox"
 
     @property
+    def publicdata_dir(self) -> Path:
+        """Imported public data (pyasn, RIR statistics, RIPE dumps, CSIRT directory)."""
+        return self.home / "publicdata"
+
+    @property
     def schema_dir(self) -> Path:
         """Operator-loaded Shadowserver report schemas extend the built-in table."""
         return self.home / "schemas"

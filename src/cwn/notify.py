@@ -311,7 +311,7 @@ class Notifier:
                 if conn.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
                 checkpoint("route_start")
-                report.cases = fold_events(conn, report.run_id, now)
+                report.cases = fold_events(conn, report.run_id, now, self.archive)
                 if report.cases.staged:
                     report.repeat_window = record_repeat_window(conn, report.run_id, now)
                     self._route_due(conn, report, now)

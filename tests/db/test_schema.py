@@ -10,7 +10,7 @@ from cwn.db.models import AuditEntry
 
 def test_migrations_create_every_table(engine: Engine) -> None:
     tables = set(inspect(engine).get_table_names())
-    assert {"organizations", "assets", "contacts", "events", "reports", "quarantine",
+    assert {"organizations", "assets", "contacts", "reports", "quarantine",
             "audit_log", "registry_state"} <= tables
 
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import pyarrow as pa
 import typer
 from rich.table import Table
 from sqlalchemy import func, select, text
 
+from cwn.archive.events import EventArchive
 from cwn.cli.console import console, err_console, fail, services
-from cwn.db.models import Event, Organization
+from cwn.db.models import Organization
 from cwn.db.models_notify import Case, CaseDecision, Delivery, Notification, NotificationCase
 from cwn.notify import Notifier, RunReport
 
@@ -142,6 +144,21 @@ def cases_list(
     console.print(t)
 
 
+def case_events(archive: EventArchive, org_id: str, fingerprint: str, limit: int = 50
+                ) -> tuple[int, list[tuple[Any, ...]]]:
+    """How many events a case has, and the newest `limit` of them, from the Parquet archive
+    (the database keeps cases, not events)."""
+    found = [t.select(["time.source", "source.ip", "source.port", "protocol.transport",
+                       "_report"])
+             for t in archive.scan('"organization" = ? AND "fingerprint" = ?',
+                                   [org_id, fingerprint])]
+    if not found:
+        return 0, []
+    table = pa.concat_tables(found)
+    newest = table.sort_by([("time.source", "descending")]).slice(0, limit)
+    return table.num_rows, [tuple(r.values()) for r in newest.to_pylist()]
+
+
 @cases_app.command("show")
 def cases_show(case_id: Annotated[str, typer.Argument(help="Case ID, e.g. CWN-2026-000123.")]
                ) -> None:
@@ -153,14 +170,7 @@ def cases_show(case_id: Annotated[str, typer.Argument(help="Case ID, e.g. CWN-20
             if case is None:
                 fail(f"unknown case {case_id!r}")
             org = s.get(Organization, case.org_id)
-            events = s.execute(
-                select(Event.time_source, Event.source_ip, Event.source_port, Event.transport,
-                       Event.report_sha256).where(Event.organization_id == case.org_id,
-                                                  Event.fingerprint == case.fingerprint)
-                .order_by(Event.time_source.desc()).limit(50)).all()
-            n_events = s.execute(select(func.count()).select_from(Event).where(
-                Event.organization_id == case.org_id,
-                Event.fingerprint == case.fingerprint)).scalar() or 0
+            n_events, events = case_events(svc.events, case.org_id, case.fingerprint)
             history = s.scalars(select(CaseDecision).where(CaseDecision.case_id == case.id)
                                 .order_by(CaseDecision.id)).all()
             notes = s.execute(

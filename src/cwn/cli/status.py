@@ -6,7 +6,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from cwn.cli.console import console, services
-from cwn.db.models import Asset, Contact, Event, Organization, QuarantinedRow, Report
+from cwn.db.models import Asset, Contact, Organization, QuarantinedRow, Report
 
 
 def status() -> None:
@@ -25,16 +25,17 @@ def status() -> None:
              f"({scalar(select(func.count()).where(Asset.verified.is_(True))):,})"),
             ("contacts", f"{scalar(select(func.count()).select_from(Contact)):,}"),
             ("reports", f"{scalar(select(func.count()).select_from(Report)):,}"),
-            ("events", f"{scalar(select(func.count()).select_from(Event)):,}"),
-            ("  attributed", f"{scalar(select(func.count()).where(Event.organization_id.is_not(None))):,}"),  # noqa: E501
-            ("  unattributed", f"{scalar(select(func.count()).where(Event.organization_id.is_(None))):,}"),  # noqa: E501
+            ("events", f"{scalar(select(func.sum(Report.events))):,}"),
+            ("  attributed", f"{scalar(select(func.sum(Report.attributed))):,}"),
+            ("  unattributed",
+             f"{scalar(select(func.sum(Report.events - Report.attributed))):,}"),
             ("quarantined rows", f"{scalar(select(func.count()).select_from(QuarantinedRow)):,}"),
         ]
         last = conn.execute(select(func.max(Report.received_at))).scalar()
         rows.append(("last ingest", str(last) if last else "never"))
         by_type = conn.execute(
-            select(Event.report_type, func.count()).group_by(Event.report_type)
-            .order_by(func.count().desc()).limit(10)).all()
+            select(Report.report_type, func.sum(Report.events)).group_by(Report.report_type)
+            .order_by(func.sum(Report.events).desc()).limit(10)).all()
     table = Table(title="cwn status", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()

@@ -1,8 +1,10 @@
 """collect → parse → normalise → attribute → store, for whole files, in bulk.
 
-Each file is one unit of work: archived raw first (so nothing is lost), parsed into one
-Arrow batch, fingerprinted and attributed column-wise, then written to Parquet and to the
-database in a single transaction. A file that cannot be used is reported and skipped; the
+Each file is one unit of work: archived raw first (so nothing is lost), parsed into Arrow
+batches, fingerprinted and attributed column-wise, then written to the Parquet event archive,
+with the report row (counts) and quarantined rows in the database in one transaction. The
+events are not copied into the database row by row: the notify run folds them into cases
+straight from Parquet (`cwn.route.cases`). A file that cannot be used is reported and skipped; the
 other files of the run still go through.
 """
 
@@ -34,7 +36,7 @@ from cwn.ingest import intelmq
 from cwn.ingest.result import ParseResult, Quarantined, UnusableInput
 from cwn.ingest.shadowserver import parser as shadowserver
 from cwn.ingest.shadowserver.schema import ReportTable, load_table
-from cwn.ingest.store import delete_report_rows, insert_events, insert_quarantine
+from cwn.ingest.store import delete_report_rows, insert_quarantine
 
 if TYPE_CHECKING:
     from cwn.attribute.index import AssetIndex
@@ -322,10 +324,10 @@ class _Totals:
 
 
 class _ReportWriter:
-    """Owns the database connection and the Parquet file of one report, in its own thread.
+    """Owns the database transaction and the Parquet file of one report, in its own thread.
 
-    Both the database driver (waiting on PostgreSQL, or inside SQLite) and Parquet encoding
-    release the GIL, so writing piece n overlaps parsing piece n+1. The queue is small, so
+    Parquet encoding and compression release the GIL, so writing piece n overlaps parsing
+    piece n+1. The queue is small, so
     at most two pieces are in memory. The Parquet file is renamed into place just before the
     commit: a crash leaves either both or (after a rerun) a file the rerun replaces.
     """
@@ -368,7 +370,6 @@ class _ReportWriter:
                         return
                     events, quarantine = item
                     sink.write(events)
-                    insert_events(conn, events)
                     insert_quarantine(conn, sha, quarantine)
         except _Aborted:
             sink.abort()

@@ -9,13 +9,10 @@ load, and the registry version is bumped once.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, ForeignKeyConstraint, UniqueConstraint, insert
 from sqlalchemy.schema import (
     AddConstraint,
@@ -26,6 +23,7 @@ from sqlalchemy.schema import (
 )
 
 from cwn.db.base import utcnow
+from cwn.db.bulk import insert_table
 from cwn.db.models import AuditEntry, Organization
 from cwn.registry.audit import bump_version
 
@@ -91,12 +89,8 @@ def load_bulk(engine: Engine, organizations: pa.Table, assets: pa.Table, *,
         if conn.dialect.name == "postgresql":  # memory for the index builds at the end
             conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '1GB'")
         deferred = _drop_secondary(conn)
-        if conn.dialect.name == "postgresql":
-            _copy_pg(conn, "organizations", orgs)
-            _copy_pg(conn, "assets", assets)
-        else:
-            _executemany(conn, "organizations", orgs)
-            _executemany(conn, "assets", assets)
+        insert_table(conn, "organizations", orgs)
+        insert_table(conn, "assets", assets)
         for ddl in deferred:
             conn.execute(ddl)
         conn.execute(insert(AuditEntry).values(
@@ -128,44 +122,3 @@ def _drop_secondary(conn: Connection) -> list[ExecutableDDLElement]:
     for ddl in drops:
         conn.execute(ddl)
     return creates
-
-
-def _rows(table: pa.Table) -> Iterator[list[tuple[Any, ...]]]:
-    for batch in table.to_batches(max_chunksize=CHUNK_ROWS):
-        cols = []
-        for col in batch.columns:
-            if pa.types.is_timestamp(col.type):
-                # SQLite stores timestamps as ISO text (what SQLAlchemy's DateTime writes)
-                col = pc.strftime(col, "%Y-%m-%d %H:%M:%S")
-            cols.append(col.to_pylist())
-        yield list(zip(*cols, strict=True))
-
-
-def _executemany(conn: Connection, table: str, data: pa.Table) -> None:
-    if data.num_rows == 0:
-        return
-    names = ", ".join(data.column_names)
-    marks = ", ".join("?" * data.num_columns)
-    sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    cur = raw.cursor()
-    try:
-        for rows in _rows(data):
-            cur.executemany(sql, rows)
-    finally:
-        cur.close()
-
-
-def _copy_pg(conn: Connection, table: str, data: pa.Table) -> None:
-    if data.num_rows == 0:
-        return
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    sql = f"COPY {table} ({', '.join(data.column_names)}) FROM STDIN WITH (FORMAT csv)"
-    opts = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-    with raw.cursor() as cur, cur.copy(sql) as copy:
-        for batch in data.to_batches(max_chunksize=CHUNK_ROWS):
-            buf = io.BytesIO()
-            pacsv.write_csv(batch, buf, write_options=opts)
-            copy.write(buf.getvalue())

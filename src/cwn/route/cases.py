@@ -1,8 +1,9 @@
 """Events → cases, in bulk: a run's new events are folded into cases with set operations.
 
 A run can carry a million events, so nothing here touches one event at a time in Python:
-the new reports' events are aggregated per (organisation, fingerprint) into `case_staging`
-by one INSERT … SELECT, existing cases are updated by one UPDATE … FROM, new cases are
+DuckDB aggregates the new reports' Parquet files per (organisation, fingerprint), the result
+goes into `case_staging` in one bulk insert, existing cases are updated by one UPDATE … FROM,
+new cases are
 inserted by one INSERT … SELECT that numbers them with ROW_NUMBER() from a block of case
 numbers reserved in `case_counters`. All of it runs inside the caller's transaction, which
 also writes the routing decisions and the outbox.
@@ -12,12 +13,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import duckdb
+import pyarrow as pa
 from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from sqlalchemy.sql.elements import TextClause
 
+from cwn.archive.events import EventArchive
 from cwn.db.base import UTCDateTime
+from cwn.db.bulk import insert_table
 from cwn.db.models_notify import CaseCounter
 from cwn.events.fields import SEVERITIES, TLP_LEVELS
 
@@ -95,24 +101,56 @@ def claim_reports(conn: Connection, run_id: str, now: datetime) -> list[str]:
              "ORDER BY report_sha256"), {"run": run_id})]
 
 
-def fold_events(conn: Connection, run_id: str, now: datetime) -> CaseRun:
+_STAGE_SQL = (
+    "SELECT e.organization AS org_id, e.fingerprint AS fingerprint, "
+    "MAX(COALESCE(e.report_type, m.report_type)) AS report_type, "
+    'MAX(e."classification.identifier") AS identifier, '
+    'MAX(e."classification.taxonomy") AS taxonomy, '
+    f"CAST(MAX({_SEV_RANK_SQL}) AS SMALLINT) AS sev_rank, "
+    f"CAST(MAX({_TLP_RANK_SQL}) AS SMALLINT) AS tlp_rank, "
+    'MIN(e."time.source") AS first_seen, MAX(e."time.source") AS last_seen, '
+    "MAX(m.report_date) AS report_date, COUNT(*) AS n_events "
+    "FROM read_parquet({files}, filename=true, union_by_name=true, hive_partitioning=false) e "
+    "JOIN reps m ON m.file = e.filename "
+    "WHERE e.organization IS NOT NULL AND e.fingerprint IS NOT NULL "
+    "GROUP BY e.organization, e.fingerprint")
+
+
+def aggregate_reports(archive: EventArchive, reports: list[tuple[str, str, str | None,
+                                                                   str | None]]) -> pa.Table:
+    """(organisation, fingerprint) aggregates of the events of `reports` (sha256, report
+    date, feed, report type), read from the Parquet archive by DuckDB."""
+    paths = [(str(archive.path_for(d, f, sha)), d, rt) for sha, d, f, rt in reports]
+    paths = [p for p in paths if Path(p[0]).is_file()]
+    if not paths:
+        return pa.table({})
+    reps = pa.table({"file": [p[0] for p in paths], "report_date": [p[1] for p in paths],
+                     "report_type": [p[2] for p in paths]})
+    files = "[" + ", ".join("'" + p[0].replace("'", "''") + "'" for p in paths) + "]"
+    con = duckdb.connect()
+    try:
+        con.register("reps", reps)
+        return con.sql(_STAGE_SQL.format(files=files)).to_arrow_table()
+    finally:
+        con.close()
+
+
+def fold_events(conn: Connection, run_id: str, now: datetime,
+                archive: EventArchive) -> CaseRun:
     """Open, update and reopen the cases for the events of the reports this run claimed."""
     run = CaseRun(run_id)
     run.reports = claim_reports(conn, run_id, now)
     if not run.reports:
         return run
     p = {"run": run_id, "now": now}
-    conn.execute(_t(
-        "INSERT INTO case_staging (run_id, org_id, fingerprint, report_type, identifier, "
-        "taxonomy, sev_rank, tlp_rank, first_seen, last_seen, report_date, n_events) "
-        f"SELECT CAST(:run AS VARCHAR(36)), e.organization_id, e.fingerprint, "
-        f"MAX(COALESCE(e.report_type, r.report_type)), MAX(e.identifier), MAX(e.taxonomy), "
-        f"MAX({_SEV_RANK_SQL}), MAX({_TLP_RANK_SQL}), MIN(e.time_source), MAX(e.time_source), "
-        f"MAX(r.report_date), COUNT(*) "
-        "FROM events e JOIN notify_reports n ON n.report_sha256 = e.report_sha256 "
-        "JOIN reports r ON r.sha256 = e.report_sha256 "
-        "WHERE n.run_id = :run AND e.organization_id IS NOT NULL AND e.fingerprint IS NOT NULL "
-        "GROUP BY e.organization_id, e.fingerprint"), p)
+    reports = [(r[0], r[1], r[2], r[3]) for r in conn.execute(text(
+        "SELECT r.sha256, r.report_date, r.feed_name, r.report_type FROM reports r "
+        "JOIN notify_reports n ON n.report_sha256 = r.sha256 WHERE n.run_id = :run "
+        "ORDER BY r.sha256"), p)]
+    staged = aggregate_reports(archive, reports)
+    if staged.num_rows:
+        staged = staged.append_column("run_id", pa.repeat(pa.scalar(run_id), staged.num_rows))
+        insert_table(conn, "case_staging", staged)
     run.staged = int(conn.execute(text(
         "SELECT COUNT(*) FROM case_staging WHERE run_id = :run"), p).scalar() or 0)
     if not run.staged:

@@ -121,29 +121,6 @@ def upgrade() -> None:
         batch_op.create_index('ix_cases_org_state', ['org_id', 'state'], unique=False)
         batch_op.create_index('ix_cases_type_state', ['report_type', 'state'], unique=False)
 
-    op.create_table('events',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('report_sha256', sa.String(length=64), nullable=False),
-    sa.Column('row', sa.BigInteger(), nullable=False),
-    sa.Column('fingerprint', sa.String(length=32), nullable=False),
-    sa.Column('report_type', sa.String(length=128), nullable=True),
-    sa.Column('time_source', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('taxonomy', sa.String(length=64), nullable=True),
-    sa.Column('identifier', sa.String(length=255), nullable=True),
-    sa.Column('source_ip', sa.String(length=45), nullable=True),
-    sa.Column('source_port', sa.Integer(), nullable=True),
-    sa.Column('transport', sa.String(length=16), nullable=True),
-    sa.Column('severity', sa.String(length=16), nullable=True),
-    sa.Column('tlp', sa.String(length=16), nullable=True),
-    sa.Column('organization_id', sa.String(length=128), nullable=True),
-    sa.Column('matched_asset', sa.String(length=255), nullable=True),
-    sa.Column('match_kind', sa.String(length=8), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_events'))
-    )
-    with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.create_index('ix_events_org_fp', ['organization_id', 'fingerprint'], unique=False)
-        batch_op.create_index('ix_events_report_row', ['report_sha256', 'row'], unique=False)
-
     op.create_table('notifications',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('org_id', sa.String(length=128), nullable=False),
@@ -386,11 +363,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_notifications_message_id'))
 
     op.drop_table('notifications')
-    with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.drop_index('ix_events_report_row')
-        batch_op.drop_index('ix_events_org_fp')
-
-    op.drop_table('events')
     with op.batch_alter_table('cases', schema=None) as batch_op:
         batch_op.drop_index('ix_cases_type_state')
         batch_op.drop_index('ix_cases_org_state')
