@@ -10,12 +10,13 @@ other files of the run still go through.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import queue
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,6 +127,7 @@ class IngestPipeline:
         default_tlp: str = "AMBER",
         keep_raw: bool = False,
         piece_rows: int = 200_000,
+        parse_threads: int = 2,
         clock: Clock = utc_now,
     ) -> None:
         self.engine = engine
@@ -136,6 +138,7 @@ class IngestPipeline:
         self.default_tlp = default_tlp
         self.keep_raw = keep_raw
         self.piece_rows = piece_rows
+        self.parse_threads = max(1, parse_threads)
         self.clock = clock
         self._table: ReportTable | None = None
 
@@ -238,22 +241,46 @@ class IngestPipeline:
                                 feed_name=feed)
             return
         assert found.report_type is not None
-        for piece, offset in shadowserver.split_records(found.data, self.piece_rows):
-            result = shadowserver.parse(piece, report_type=found.report_type,
-                                        file_name=file_name, observed=observed,
-                                        table=self.table, keep_raw=self.keep_raw)
-            events = result.events
-            if offset:
-                rows = pc.add(events.column("_row"), offset)
-                events = events.set_column(events.schema.get_field_index("_row"), "_row", rows)
-                result.quarantine = [replace(q, row=q.row + offset) for q in result.quarantine]
-            if feed:
-                events = events.set_column(
-                    events.schema.get_field_index("feed.name"), "feed.name",
-                    pa.repeat(pa.scalar(feed, pa.string()), events.num_rows))
-                result.feed_name = feed
-            result.events = events
-            yield result
+        report_type = found.report_type
+
+        def parse_piece(piece: bytes) -> ParseResult:
+            return shadowserver.parse(piece, report_type=report_type, file_name=file_name,
+                                      observed=observed, table=self.table,
+                                      keep_raw=self.keep_raw)
+
+        # Parsing is mostly Arrow and DuckDB kernels, which release the GIL: two pieces in
+        # flight keep both cores busy while the consumer attributes and writes.
+        pieces = shadowserver.split_records(found.data, self.piece_rows)
+        with ThreadPoolExecutor(max_workers=self.parse_threads) as pool:
+            pending: collections.deque[Future[ParseResult]] = collections.deque()
+            offset = 0
+            for piece in pieces:
+                pending.append(pool.submit(parse_piece, piece))
+                if len(pending) > self.parse_threads:
+                    result = self._placed(pending.popleft().result(), offset, feed)
+                    offset += result.rows
+                    yield result
+            while pending:
+                result = self._placed(pending.popleft().result(), offset, feed)
+                offset += result.rows
+                yield result
+
+    @staticmethod
+    def _placed(result: ParseResult, offset: int, feed: str | None) -> ParseResult:
+        """A piece's result with rows numbered from the start of the file (`offset` is the
+        number of records in the pieces before it)."""
+        events = result.events
+        if offset:
+            rows = pc.add(events.column("_row"), offset)
+            events = events.set_column(events.schema.get_field_index("_row"), "_row", rows)
+            result.quarantine = [replace(q, row=q.row + offset) for q in result.quarantine]
+        if feed:
+            events = events.set_column(
+                events.schema.get_field_index("feed.name"), "feed.name",
+                pa.repeat(pa.scalar(feed, pa.string()), events.num_rows))
+            result.feed_name = feed
+        result.events = events
+        return result
 
     def enrich(self, events: pa.Table, sha: str) -> pa.Table:
         """Fill cwn's bookkeeping columns: report, fingerprint, TLP and severity defaults."""
