@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     desk_url: str = Field(default="https://cwn.example/case/{case_id}",
                           description="Where a recipient looks up a case ID ({case_id}).")
     desk_phone: str = Field(default="", description="Phone number printed in mails.")
+    desk_register_url: str = Field(default="https://cwn.example/register",
+                                   description="Where an unsolicited recipient signs up.")
     # -- notification and delivery ----------------------------------------------------------
     mail_domain: str | None = Field(default=None, description="Message-ID and VERP domain; "
                                     "default: the domain of desk_email.")
@@ -73,6 +75,17 @@ class Settings(BaseSettings):
     retry_cap_seconds: int = Field(default=4 * 3600, ge=1, description="Longest retry delay.")
     retry_give_up_seconds: int = Field(default=3 * 86400, ge=1,
                                        description="Deferred mail older than this fails.")
+    live_lookups: bool = Field(default=False, description="Ask RDAP and fetch security.txt "
+                               "when resolving contacts of unregistered owners (cached).")
+    rdap_ip_url: str = Field(default="https://rdap.db.ripe.net/ip/{}",
+                             description="RDAP IP lookup URL ({} = address).")
+    rdap_asn_url: str = Field(default="https://rdap.db.ripe.net/autnum/{}",
+                              description="RDAP AS lookup URL ({} = number).")
+    rdap_rate: float = Field(default=5.0, gt=0, description="RDAP requests per second per host.")
+    securitytxt_url: str = Field(default="https://{domain}",
+                                 description="Base URL of a domain's security.txt.")
+    securitytxt_keyring: Path | None = Field(default=None, description="OpenPGP keyring to "
+                                             "verify signed security.txt files.")
     dkim_key_file: Path | None = Field(default=None, description="PEM key: DKIM-sign mail.")
     dkim_selector: str | None = Field(default=None, description="DKIM selector.")
     dkim_domain: str | None = Field(default=None, description="DKIM signing domain (d=).")

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
 
 from cwn.archive.events import EventArchive
+from cwn.attribute.public import is_public_owner
 from cwn.config import Settings
 from cwn.db.base import UTCDateTime, new_id
 from cwn.db.models import Organization
@@ -50,6 +51,7 @@ from cwn.route.cases import (
     record_repeat_window,
     resolve_missing,
 )
+from cwn.route.contacts import ContactResolver, OwnerFacts
 from cwn.route.policy import ReminderPolicy
 from cwn.route.recipients import Recipient, load_routing, route_case
 
@@ -240,6 +242,7 @@ class Notifier:
         clock: Callable[[], datetime] = utc_now,
         config: NotifyConfig | None = None,
         channel_factory: Callable[[], Channel] | None = None,
+        resolver: ContactResolver | None = None,
     ) -> None:
         self.engine = engine
         self.archive = archive
@@ -248,6 +251,7 @@ class Notifier:
         self.config = config or NotifyConfig.from_settings(settings)
         self.channel_factory = channel_factory or self._default_channel
         self.signer = DkimSigner.from_settings(settings)
+        self.resolver = resolver or contact_resolver(settings, clock)
         self._pool: ProcessPoolExecutor | None = None
 
     @classmethod
@@ -333,6 +337,10 @@ class Notifier:
         due = due_cases(conn, report.run_id, now)
         if not due:
             return
+        public = sorted({str(r[1]) for r in due if is_public_owner(str(r[1]))})
+        if public:
+            shas = report.cases.reports if report.cases else []
+            self.resolver.resolve(conn, self._owner_facts(shas, public))
         routing = load_routing(conn, {str(r[1]) for r in due})
         policy = ReminderPolicy.load(conn)
         groups: dict[tuple[str, int], list[str]] = {}
@@ -365,6 +373,34 @@ class Notifier:
             conn.execute(_t(
                 "UPDATE cases SET last_notified_at = :now, next_reminder_at = :next, "
                 "notify_count = notify_count + 1 WHERE id = :b_id"), list(chunk))
+
+    def _owner_facts(self, shas: list[str], owners: list[str]) -> list[OwnerFacts]:
+        """What this run's events tell about each public owner (addresses, AS numbers,
+        host names), aggregated by Arrow, for contact resolution."""
+        if not shas:
+            return [OwnerFacts(o, o.split(":", 1)[0]) for o in owners]
+        marks = ", ".join("?" * len(shas))
+        where = f'"_report" IN ({marks}) AND "match_kind" IN (\'ripe\', \'csirt\', \'as\')'
+        cols = ["organization", "match_kind", "matched_asset", "source.ip", "source.asn",
+                "source.fqdn", "source.reverse_dns"]
+        parts = [t.select(cols) for t in self.archive.scan(where, list(shas))]
+        wanted = pa.array(owners, pa.string())
+        facts = {o: OwnerFacts(o, o.split(":", 1)[0]) for o in owners}
+        if not parts:
+            return list(facts.values())
+        table = pa.concat_tables(parts)
+        table = table.filter(pc.is_in(table.column("organization"), value_set=wanted))
+        agg = table.group_by("organization").aggregate([
+            ("matched_asset", "min"), ("source.ip", "distinct"), ("source.asn", "distinct"),
+            ("source.fqdn", "distinct"), ("source.reverse_dns", "distinct")])
+        for row in agg.to_pylist():
+            f = facts[row["organization"]]
+            f.asset = row["matched_asset_min"]
+            f.ips = {x for x in row["source.ip_distinct"] if x}
+            f.asns = {int(x) for x in row["source.asn_distinct"] if x is not None}
+            f.hosts = {x for k in ("source.fqdn_distinct", "source.reverse_dns_distinct")
+                       for x in row[k] if x}
+        return list(facts.values())
 
     def _create_notifications(
         self, conn: Connection, report: RunReport, now: datetime,
@@ -545,7 +581,10 @@ class Notifier:
                       exc: PermanentFailure) -> None:
         self.reroute(conn, notification_id, recipient, reason=f"smtp {exc}")
 
-    def disable_address(self, conn: Connection, address: str) -> int:
+    def disable_address(self, conn: Connection, address: str, reason: str = "hard_bounce"
+                        ) -> int:
+        """A hard bounce: the address is off for registry contacts and public candidates."""
+        flag_address(conn, address, self.clock(), disable=True, reason=reason)
         res = conn.execute(text(
             "UPDATE contacts SET enabled = :f WHERE lower(email) = :e AND enabled = :t"),
             {"e": address.strip().lower(), "f": False, "t": True})
@@ -608,6 +647,46 @@ class Notifier:
         if created:
             self.flush(conn, now, report, only=created)
         return created
+
+
+def flag_address(conn: Connection, address: str, now: datetime, *, disable: bool = False,
+                 not_ours: bool = False, reason: str | None = None) -> None:
+    """Record feedback about an address (`address_flags`), which contact resolution reads."""
+    from cwn.db.models_contacts import AddressFlag
+
+    key = address.strip().lower()
+    flag = conn.execute(select(AddressFlag).where(AddressFlag.email == key)).first()
+    values = {"updated_at": now, "reason": reason}
+    if flag is None:
+        conn.execute(insert(AddressFlag).values(
+            email=key, hard_bounces=int(disable), not_ours=int(not_ours), disabled=disable,
+            **values))
+        return
+    conn.execute(update(AddressFlag).where(AddressFlag.email == key).values(
+        hard_bounces=AddressFlag.hard_bounces + int(disable),
+        not_ours=AddressFlag.not_ours + int(not_ours),
+        disabled=bool(flag.disabled) or disable,
+        **values))
+
+
+def contact_resolver(settings: Settings, clock: Callable[[], datetime]) -> ContactResolver:
+    """The resolver the settings ask for: offline public data, plus cached live RDAP and
+    security.txt lookups when `live_lookups` is on."""
+    from cwn.publicdata.httpcache import default_cache_root
+    from cwn.publicdata.store import PublicDataStore
+
+    store = PublicDataStore(settings.publicdata_dir)
+    if not settings.live_lookups:
+        return ContactResolver(store, clock=clock)
+    from cwn.publicdata.rdap import RdapClient, RdapConfig
+    from cwn.publicdata.securitytxt import SecurityTxtFetcher
+
+    cache = default_cache_root(settings.home)
+    rdap = RdapClient(RdapConfig(ip_url=settings.rdap_ip_url, asn_url=settings.rdap_asn_url,
+                                 rate_per_second=settings.rdap_rate), cache, clock)
+    sectxt = SecurityTxtFetcher(cache, url_template=settings.securitytxt_url, clock=clock,
+                                keyring=settings.securitytxt_keyring)
+    return ContactResolver(store, clock=clock, securitytxt=sectxt, rdap=rdap)
 
 
 def main() -> None:

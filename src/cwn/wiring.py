@@ -18,9 +18,11 @@ from cwn.config import Settings
 from cwn.db.engine import make_engine, session_factory, upgrade
 from cwn.db.models import RegistryState
 from cwn.ingest.pipeline import IngestPipeline
+from cwn.publicdata.store import PublicDataStore
 
 if TYPE_CHECKING:
     from cwn.attribute.index import AssetIndex
+    from cwn.attribute.public import PublicAttribution
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Services:
     events: EventArchive
     _index: AssetIndex | None = field(default=None, repr=False)
     _index_version: int | None = field(default=None, repr=False)
+    _public: PublicAttribution | None = field(default=None, repr=False)
+    _public_version: tuple[tuple[str, int], ...] | None = field(default=None, repr=False)
 
     def registry_version(self) -> int:
         with self.engine.connect() as conn:
@@ -48,6 +52,21 @@ class Services:
             self._index_version = version
         return self._index
 
+    def publicdata(self) -> PublicDataStore:
+        return PublicDataStore(self.settings.publicdata_dir)
+
+    def public(self) -> PublicAttribution | None:
+        """Public-data owner attribution, reloaded when an import changed the data."""
+        from cwn.attribute.public import PublicAttribution
+
+        root = self.settings.publicdata_dir
+        version = tuple(sorted((str(p), p.stat().st_mtime_ns)
+                               for p in root.glob("*/*/meta.json"))) if root.is_dir() else ()
+        if version != self._public_version:
+            self._public = PublicAttribution.load(self.publicdata()) if version else None
+            self._public_version = version
+        return self._public
+
     def pipeline(self) -> IngestPipeline:
         return IngestPipeline(
             self.engine,
@@ -57,6 +76,7 @@ class Services:
             schema_dir=self.settings.schema_dir,
             default_tlp=self.settings.default_tlp,
             keep_raw=self.settings.keep_raw,
+            public=self.public,
         )
 
     def close(self) -> None:

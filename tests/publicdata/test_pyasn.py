@@ -169,7 +169,7 @@ def test_malformed_lines_are_skipped_and_counted(store: PublicDataStore, tmp_pat
 
 
 def _gzip_bytes(data: bytes) -> bytes:
-    return gzip.compress(data)
+    return gzip.compress(data, mtime=0)
 
 
 UNUSABLE = [  # file content, words in the message

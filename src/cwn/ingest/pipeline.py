@@ -41,6 +41,7 @@ from cwn.ingest.store import delete_report_rows, insert_quarantine
 
 if TYPE_CHECKING:
     from cwn.attribute.index import AssetIndex
+    from cwn.attribute.public import PublicAttribution
 
 PARSER_VERSION = "1"
 
@@ -79,6 +80,7 @@ class FileOutcome:
     events: int = 0
     quarantined: int = 0
     attributed: int = 0
+    public: int = 0  # of `attributed`: owners found in public data (unsolicited)
     error: str | None = None
     top_orgs: dict[str, int] = field(default_factory=dict)
 
@@ -128,6 +130,7 @@ class IngestPipeline:
         keep_raw: bool = False,
         piece_rows: int = 200_000,
         parse_threads: int = 2,
+        public: Callable[[], PublicAttribution | None] | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self.engine = engine
@@ -139,6 +142,7 @@ class IngestPipeline:
         self.keep_raw = keep_raw
         self.piece_rows = piece_rows
         self.parse_threads = max(1, parse_threads)
+        self.public = public
         self.clock = clock
         self._table: ReportTable | None = None
 
@@ -311,7 +315,7 @@ class IngestPipeline:
         feed_name = first.feed_name or feed
         writer = _ReportWriter(self, sha, file_name, feed_name, parser, report_date, first)
         orgs: list[pa.ChunkedArray] = []
-        rows = events_n = quarantined = 0
+        rows = events_n = quarantined = public_n = 0
         with ThreadPoolExecutor(max_workers=1) as pool:
             done = pool.submit(writer.run)
             try:
@@ -319,6 +323,14 @@ class IngestPipeline:
                     events = self.enrich(result.events, sha)
                     note(file_name, "attribute")
                     events = self.index().attribute(events)
+                    public = self.public() if self.public is not None else None
+                    if public is not None:
+                        events = public.attribute(events)
+                        kinds = pc.value_counts(events.column("match_kind").drop_null())
+                        public_n += sum(int(c) for v, c in zip(
+                            kinds.field("values").to_pylist(),
+                            kinds.field("counts").to_pylist(), strict=True)
+                            if v in ("ripe", "csirt", "as"))
                     orgs.append(events.column("organization"))
                     rows += result.rows
                     events_n += events.num_rows
@@ -338,7 +350,7 @@ class IngestPipeline:
             done.result()
         return FileOutcome(file_name, "ingested", sha256=sha, parser=parser,
                            report_type=first.report_type, rows=rows, events=events_n,
-                           quarantined=quarantined, attributed=attributed,
+                           quarantined=quarantined, attributed=attributed, public=public_n,
                            top_orgs=_top_counts(all_orgs, 10))
 
 

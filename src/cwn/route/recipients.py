@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from cwn.db.models import Contact, Organization
+from cwn.db.models_contacts import ContactCandidate
 from cwn.db.models_notify import Preference
 from cwn.route.policy import SEV_RANK
 
@@ -91,7 +92,10 @@ def load_routing(conn: Connection, org_ids: Iterable[str]) -> dict[str, OrgRouti
             contacts[c.org_id].append(c)
         for p in conn.execute(select(Preference).where(Preference.org_id.in_(chunk))):
             prefs_rows[(p.org_id, p.contact_id)] = p
+    _public_routing(conn, [i for i in ids if i not in out and ":" in i], out)
     for org_id, routing in out.items():
+        if org_id not in contacts and routing.recipients:
+            continue  # a public owner: its ranked candidates are its recipients
         routing.org_prefs = _merge(Prefs(), prefs_rows.get((org_id, None)))
         for c in sorted(contacts.get(org_id, ()), key=lambda c: (c.priority, c.id)):
             prefs = _merge(routing.org_prefs, prefs_rows.get((org_id, c.id)))
@@ -99,6 +103,23 @@ def load_routing(conn: Connection, org_ids: Iterable[str]) -> dict[str, OrgRouti
             lang = lang if lang in ("nl", "en") else "en"
             routing.recipients.append(Recipient(c.id, c.email, c.priority, lang, prefs))
     return out
+
+
+def _public_routing(conn: Connection, owner_ids: list[str], out: dict[str, OrgRouting]
+                    ) -> None:
+    """Owners found in public data: their usable contact candidates, in the rank the
+    contact policy gave them (rank 0 is told; the next ones take over after a bounce)."""
+    for start in range(0, len(owner_ids), _CHUNK):
+        chunk = owner_ids[start:start + _CHUNK]
+        rows = conn.execute(select(ContactCandidate).where(
+            ContactCandidate.owner_id.in_(chunk), ContactCandidate.rank >= 0)
+            .order_by(ContactCandidate.owner_id, ContactCandidate.rank)).all()
+        for c in rows:
+            routing = out.get(c.owner_id)
+            if routing is None:
+                routing = out[c.owner_id] = OrgRouting(
+                    c.owner_id, c.owner_name or c.owner_id, c.language, Prefs())
+            routing.recipients.append(Recipient(c.id, c.email, c.rank, c.language, Prefs()))
 
 
 def primary_tier(routing: OrgRouting) -> list[Recipient]:

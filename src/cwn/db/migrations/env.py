@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from cwn.db import models, models_notify  # noqa: F401  (registers the tables)
+from cwn.db import models, models_contacts, models_notify  # noqa: F401  (registers tables)
 from cwn.db.base import Base
 
 engine = context.config.attributes.get("engine")
