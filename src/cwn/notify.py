@@ -51,7 +51,7 @@ from cwn.route.cases import (
     record_repeat_window,
     resolve_missing,
 )
-from cwn.route.contacts import ContactResolver, OwnerFacts
+from cwn.route.contacts import ContactResolver, OwnerFacts, source_label
 from cwn.route.policy import ReminderPolicy
 from cwn.route.recipients import Recipient, load_routing, route_case
 
@@ -187,6 +187,10 @@ class _Job:
     recipient: str
     language: str
     cases: list[tuple[Any, ...]]  # id, fingerprint, type, identifier, taxonomy, sev, tlp, ...
+    unsolicited: bool = False
+    source_label: str | None = None
+    owner_name: str | None = None
+    recipient_kind: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +221,9 @@ def _render_jobs(jobs: list[_Job], events: pa.Table, spec: _RenderSpec
         try:
             msg = render_message(
                 NotificationView(notification_id=j.nid, org_id=j.org_id, org_name=j.org_name,
-                                 recipient=j.recipient, language=j.language, cases=cases),
+                                 recipient=j.recipient, language=j.language, cases=cases,
+                                 unsolicited=j.unsolicited, source_label=j.source_label,
+                                 owner_name=j.owner_name, recipient_kind=j.recipient_kind),
                 settings=spec.settings, message_id=f"<{j.nid}@{spec.domain}>",
                 return_path=f"bounces+{j.nid}@{spec.domain}")
         except ValueError as exc:
@@ -512,8 +518,20 @@ class Notifier:
         names = dict(conn.execute(select(Organization.id, Organization.name)
                                   .where(Organization.id.in_(sorted(orgs)))).all())
         events = self._load_events(conn, {r[1] for r in case_rows if r[1]}, orgs)
-        jobs = [_Job(n.id, n.org_id, names.get(n.org_id, n.org_id), n.recipient, n.language,
-                     by_note.get(n.id, [])) for n in notes]
+        found = self._found_where(conn, [(n.org_id, n.recipient) for n in notes
+                                         if is_public_owner(n.org_id)])
+        jobs = []
+        for n in notes:
+            src = found.get((n.org_id, n.recipient.lower()))
+            if src is None:
+                jobs.append(_Job(n.id, n.org_id, names.get(n.org_id, n.org_id), n.recipient,
+                                 n.language, by_note.get(n.id, [])))
+                continue
+            owner = src[2] or n.org_id
+            jobs.append(_Job(n.id, n.org_id, owner, n.recipient, n.language,
+                             by_note.get(n.id, []), unsolicited=True,
+                             source_label=source_label(src[0], src[1], n.language),
+                             owner_name=owner, recipient_kind=n.org_id.split(":", 1)[0]))
         job = _RenderSpec(self.settings, self.config.mail_domain, self.signer, now)
         results = self._render(jobs, events.table, job)
         deliveries: list[dict[str, Any]] = []
@@ -546,6 +564,25 @@ class Notifier:
             conn.execute(update(Notification).where(Notification.id.in_(failed))
                          .values(state="failed"))
         return len(deliveries)
+
+    @staticmethod
+    def _found_where(conn: Connection, pairs: list[tuple[str, str]]
+                     ) -> dict[tuple[str, str], tuple[str, str | None, str | None]]:
+        """(source, detail, owner name) of the candidate each unsolicited recipient came
+        from, so the mail can say where we found the address."""
+        if not pairs:
+            return {}
+        from cwn.db.models_contacts import ContactCandidate
+
+        owners = sorted({p[0] for p in pairs})
+        out: dict[tuple[str, str], tuple[str, str | None, str | None]] = {}
+        for start in range(0, len(owners), _CHUNK):
+            for c in conn.execute(select(
+                    ContactCandidate.owner_id, ContactCandidate.email, ContactCandidate.source,
+                    ContactCandidate.detail, ContactCandidate.owner_name).where(
+                    ContactCandidate.owner_id.in_(owners[start:start + _CHUNK]))):
+                out.setdefault((c[0], c[1].lower()), (c[2], c[3], c[4]))
+        return out
 
     def _render(self, jobs: list[_Job], events: pa.Table, spec: _RenderSpec
                 ) -> list[tuple[bytes | None, str]]:
@@ -590,17 +627,29 @@ class Notifier:
             {"e": address.strip().lower(), "f": False, "t": True})
         return int(res.rowcount or 0)
 
+    def not_ours(self, conn: Connection, notification_id: str, address: str) -> list[str]:
+        """The told address answered "not ours": its confidence drops (for every owner
+        that lists it) and the notification's cases go to the owner's next candidate."""
+        flag_address(conn, address, self.clock(), not_ours=True, reason="not_ours")
+        return self.reroute(conn, notification_id, address, reason="not ours",
+                            disable=False)
+
     def reroute(self, conn: Connection, notification_id: str, address: str, *,
-                reason: str) -> list[str]:
-        """Disable `address`, mark the notification bounced, and hand its cases to the next
-        contact of the organisation (by priority); returns the new notifications' ids."""
+                reason: str, disable: bool = True) -> list[str]:
+        """Disable `address` (a hard bounce), mark the notification bounced (or rejected),
+        and hand its cases to the next contact of the organisation (by priority); returns
+        the new notifications' ids."""
         now = self.clock()
         report = RunReport(run_id=new_id())
-        self.disable_address(conn, address)
-        conn.execute(text("UPDATE notifications SET state = 'bounced' WHERE id = :n"),
-                     {"n": notification_id})
-        conn.execute(text("UPDATE deliveries SET state = 'bounced' WHERE notification_id = :n"),
-                     {"n": notification_id})
+        state = "bounced" if disable else "rejected"
+        if disable:
+            self.disable_address(conn, address)
+        conn.execute(text("UPDATE notifications SET state = :s WHERE id = :n"),
+                     {"n": notification_id, "s": state})
+        if disable:
+            conn.execute(text(
+                "UPDATE deliveries SET state = 'bounced' WHERE notification_id = :n"),
+                {"n": notification_id})
         row = conn.execute(select(Notification.org_id).where(
             Notification.id == notification_id)).first()
         if row is None:
@@ -622,7 +671,8 @@ class Notifier:
         recipients: dict[tuple[str, int], Recipient] = {}
         decisions: list[dict[str, Any]] = [
             {"case_id": c[0], "run_id": None, "at": now, "action": "undelivered",
-             "reason": "bounced", "recipient": address, "notification_id": notification_id,
+             "reason": "bounced" if disable else "not_ours", "recipient": address,
+             "notification_id": notification_id,
              "detail": reason[:2000]} for c in cases]
         case_runs = {c[0]: c[4] for c in cases}
         bad = frozenset({address.strip().lower()})
@@ -640,7 +690,7 @@ class Notifier:
                         "case_id": case_id, "run_id": None, "at": now, "action": "suppressed",
                         "reason": v.reason or "no_contact",
                         "recipient": v.recipient.email if v.recipient else None,
-                        "notification_id": None, "detail": f"after bounce of {address}"})
+                        "notification_id": None, "detail": f"after {reason}: {address}"})
         created = self._create_notifications(conn, report, now, groups, recipients, decisions,
                                              rerouted_from=notification_id, case_runs=case_runs)
         conn.execute(insert(CaseDecision), decisions)

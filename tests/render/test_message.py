@@ -405,9 +405,11 @@ def test_desk_identity_from_env() -> None:
         "CWN_DESK_EMAIL": "x@desk.example",
         "CWN_DESK_URL": "https://desk.example/c/{case_id}",
         "CWN_DESK_PHONE": "+31 20 000 0000",
+        "CWN_DESK_REGISTER_URL": "https://desk.example/aanmelden",
     })
     assert desk == DeskIdentity("Meldpunt X", "x@desk.example",
-                                "https://desk.example/c/{case_id}", "+31 20 000 0000")
+                                "https://desk.example/c/{case_id}", "+31 20 000 0000",
+                                "https://desk.example/aanmelden")
     assert desk.case_link("CWN 1/2") == "https://desk.example/c/CWN%201%2F2"
     assert desk.website == "https://desk.example"
     assert DeskIdentity.from_env({}) == DeskIdentity()
@@ -419,10 +421,21 @@ def test_desk_identity_from_env() -> None:
     {"case_url": "javascript:alert(1)/{case_id}"},
     {"email": "not-an-address"},
     {"name": "Desk\r\nBcc: x@y"},
+    {"register_url": "javascript:alert(1)"},
+    {"register_url": "https://desk.example/join\nBcc: x@y"},
 ])
 def test_desk_identity_validates(bad: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         DeskIdentity(**bad)
+
+
+def test_desk_from_settings_carries_every_field() -> None:
+    settings = Settings(desk_name="Meldpunt S", desk_email="s@desk.example",
+                        desk_url="https://desk.example/s/{case_id}", desk_phone="+31 30 000 0000",
+                        desk_register_url="https://desk.example/join")
+    assert DeskIdentity.from_settings(settings) == DeskIdentity(
+        "Meldpunt S", "s@desk.example", "https://desk.example/s/{case_id}", "+31 30 000 0000",
+        "https://desk.example/join")
 
 
 def test_desk_from_environment_is_used_when_none_is_given(

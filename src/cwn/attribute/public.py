@@ -7,8 +7,9 @@ offline, in bulk, against the imported public data:
 * the RIPE Database: the innermost inetnum/inet6num gives the holder (its `org`, or the
   block itself when it names none) — owner `ripe:ORG-…` or `ripe:<first>-<last>`;
 * a network outside the Kingdom (NL, BQ, AW, CW, SX — by the block's country, else the RIR
-  delegated statistics, else the feed's geolocation) goes to that country's national CSIRT
-  — owner `csirt:<CC>`;
+  delegated statistics, else the feed's geolocation; region codes such as RIPE's "EU" give
+  no verdict, and a network of unknown country stays in scope) goes to that country's
+  national CSIRT — owner `csirt:<CC>`, or to nobody when the directory has no team;
 * a Kingdom network the RIPE data does not cover falls back to its origin AS from the
   pyasn data — owner `as:<ASN>`.
 
@@ -36,6 +37,8 @@ PUBLIC_PREFIXES = ("ripe:", "csirt:", "as:")
 """Owner ids that are not registry organisations."""
 
 _KINGDOM = pa.array(sorted(KINGDOM), pa.string())
+_NOT_A_COUNTRY = pa.array(["EU", "AP", "ZZ", "XX", "AA"], pa.string())
+"""Region and placeholder codes (RIPE's "EU", anonymised feeds' "ZZ"): no scope verdict."""
 _NULL = pa.scalar(None, pa.string())
 
 
@@ -83,11 +86,11 @@ class PublicAttribution:
                                pc.binary_join_element_wise("ripe:", ripe_owner, ""), owner)
             asset = pc.coalesce(asset, block)
             kind = pc.if_else(pc.is_valid(block), pa.scalar("ripe"), kind)
-            country = pc.coalesce(country, pc.utf8_upper(blocks.column("country")))
+            country = pc.coalesce(country, _country(blocks.column("country")))
         if self.delegated is not None:
-            country = pc.coalesce(country, self.delegated.lookup_ips(ips).column("cc"))
+            country = pc.coalesce(country, _country(self.delegated.lookup_ips(ips).column("cc")))
         if "source.geolocation.cc" in events.column_names:
-            country = pc.coalesce(country, pc.utf8_upper(
+            country = pc.coalesce(country, _country(
                 events.column("source.geolocation.cc").take(take)))
         foreign = pc.and_(pc.is_valid(country),
                           pc.invert(pc.is_in(country, value_set=_KINGDOM)))
@@ -121,6 +124,16 @@ class PublicAttribution:
                              ("match_kind", kind)):
             events = _scatter(events, name, rows, values)
         return events
+
+
+def _country(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Upper-case two-letter country codes; region and placeholder codes become null (a
+    network of unknown country is in scope: its RIPE abuse contact is still the one to
+    tell)."""
+    cc = pc.utf8_upper(pc.utf8_trim_whitespace(values))
+    ok = pc.and_(pc.equal(pc.utf8_length(cc), 2),
+                 pc.invert(pc.is_in(cc, value_set=_NOT_A_COUNTRY)))
+    return pc.if_else(pc.fill_null(ok, False), cc, _NULL)
 
 
 def _scatter(events: pa.Table, name: str, rows: np.ndarray, values: pa.Array) -> pa.Table:

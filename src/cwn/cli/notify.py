@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text
 from cwn.archive.events import EventArchive
 from cwn.cli.console import console, err_console, fail, services
 from cwn.db.models import Organization
+from cwn.db.models_contacts import ContactCandidate
 from cwn.db.models_notify import Case, CaseDecision, Delivery, Notification, NotificationCase
 from cwn.notify import Notifier, RunReport
 
@@ -170,6 +171,10 @@ def cases_show(case_id: Annotated[str, typer.Argument(help="Case ID, e.g. CWN-20
             if case is None:
                 fail(f"unknown case {case_id!r}")
             org = s.get(Organization, case.org_id)
+            candidates = s.scalars(select(ContactCandidate).where(
+                ContactCandidate.owner_id == case.org_id)
+                .order_by(ContactCandidate.rank < 0, ContactCandidate.rank,
+                          ContactCandidate.id)).all()
             n_events, events = case_events(svc.events, case.org_id, case.fingerprint)
             history = s.scalars(select(CaseDecision).where(CaseDecision.case_id == case.id)
                                 .order_by(CaseDecision.id)).all()
@@ -184,7 +189,9 @@ def cases_show(case_id: Annotated[str, typer.Argument(help="Case ID, e.g. CWN-20
     head = Table(title=f"Case {case.id}", show_header=False, title_justify="left")
     head.add_column(style="bold")
     head.add_column()
-    for k, v in (("organisation", f"{case.org_id} ({org.name if org else '?'})"),
+    owner_name = org.name if org else (candidates[0].owner_name if candidates else None)
+    kind = "registered" if org else "found in public data (unsolicited)"
+    for k, v in (("organisation", f"{case.org_id} ({owner_name or '?'}; {kind})"),
                  ("report type", case.report_type or "-"),
                  ("identifier", case.identifier or "-"), ("taxonomy", case.taxonomy or "-"),
                  ("severity", case.severity), ("TLP", case.tlp), ("state", case.state),
@@ -201,6 +208,18 @@ def cases_show(case_id: Annotated[str, typer.Argument(help="Case ID, e.g. CWN-20
     for e in events:
         ev.add_row(_when(e[0]), e[1] or "-", str(e[2] or "-"), e[3] or "-", e[4][:12])
     console.print(ev)
+    if candidates:
+        c = Table(title="Contact candidates (rank 0 is told; why the others are not)",
+                  title_justify="left")
+        for col in ("rank", "address", "source", "confidence", "fetched", "why / from"):
+            c.add_column(col)
+        for cand in candidates:
+            why = cand.reason or ("chosen: first usable source in policy order" if
+                                  cand.rank == 0 else "fallback after a bounce or not-ours")
+            c.add_row("-" if cand.rank < 0 else str(cand.rank), cand.email, cand.source,
+                      f"{cand.confidence:.2f}", _when(cand.fetched_at),
+                      f"{why}; {cand.detail or ''}"[:120])
+        console.print(c)
     h = Table(title="History and decisions", title_justify="left")
     for col in ("at", "action", "reason", "recipient", "notification", "detail"):
         h.add_column(col)
@@ -217,6 +236,39 @@ def cases_show(case_id: Annotated[str, typer.Argument(help="Case ID, e.g. CWN-20
 
 
 # -- notifications -------------------------------------------------------------------------
+
+
+@cases_app.command("feedback")
+def cases_feedback(
+    case_id: Annotated[str, typer.Argument(help="Case ID, e.g. CWN-2026-000123.")],
+    verdict: Annotated[str, typer.Argument(help="not-ours: the told address says the "
+                                           "finding is not theirs.")],
+    address: Annotated[str | None, typer.Option(help="The address that answered (default: "
+                                                "the last one told).")] = None,
+) -> None:
+    """Record a recipient's answer. "not-ours" lowers the confidence of that address and
+    hands the case to the owner's next contact candidate."""
+    if verdict != "not-ours":
+        fail(f"unknown verdict {verdict!r}; expected not-ours")
+    svc = services()
+    try:
+        notifier = Notifier.from_services(svc)
+        with svc.engine.begin() as conn:
+            row = conn.execute(text(
+                "SELECT n.id, n.recipient FROM notification_cases nc "
+                "JOIN notifications n ON n.id = nc.notification_id WHERE nc.case_id = :c "
+                "AND (:a IS NULL OR lower(n.recipient) = lower(:a)) "
+                "ORDER BY n.created_at DESC LIMIT 1"),
+                {"c": case_id.strip().upper(), "a": address}).first()
+            if row is None:
+                fail(f"case {case_id!r} was not told to {address or 'anyone'}")
+            created = notifier.not_ours(conn, row[0], row[1])
+        notifier.close()
+    finally:
+        svc.close()
+    console.print(f"{row[1]}: not ours recorded; "
+                  + (f"re-routed as {', '.join(created)}" if created
+                     else "no other usable contact (reason stored)"))
 
 
 @notifications_app.command("list")

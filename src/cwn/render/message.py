@@ -16,9 +16,16 @@ and partials); this module prepares the data: grouping, table rows, times in UTC
 Europe/Amsterdam, the subject and the headers. The template environment is built once per
 process (autoescape for HTML, ``StrictUndefined``).
 
-The desk's identity (name, address, case lookup URL, phone) comes from
+Unsolicited mail (the address came from public registration data, not from a sign-up) uses
+``notification_unsolicited.<lang>.<txt|html>.j2``, which extend the base templates: such mail
+is easily taken for phishing, so it first says who we are, where we found the address, how to
+check the message and what to do if it reached the wrong person, and ends with how to sign up.
+Registered recipients get exactly the base text. A national CSIRT receiving for a network in
+its country always gets English: that is the working language between CSIRTs.
+
+The desk's identity (name, address, case lookup URL, phone, sign-up URL) comes from
 :class:`cwn.config.Settings` (``CWN_DESK_NAME``, ``CWN_DESK_EMAIL``, ``CWN_DESK_URL``,
-``CWN_DESK_PHONE``).
+``CWN_DESK_PHONE``, ``CWN_DESK_REGISTER_URL``).
 """
 
 from __future__ import annotations
@@ -79,16 +86,18 @@ class DeskIdentity:
 
     ``case_url`` is the public page where a recipient looks up a case ID; it must contain
     ``{case_id}``. An empty ``phone`` leaves the number out (the mail then points to the
-    number on the website instead).
+    number on the website instead). ``register_url`` is where an unsolicited recipient signs
+    up to receive notifications at an address of their choosing.
     """
 
     name: str = "CWN desk"
     email: str = "meldingen@cwn.example"
     case_url: str = "https://cwn.example/case/{case_id}"
     phone: str = ""
+    register_url: str = "https://cwn.example/register"
 
     def __post_init__(self) -> None:
-        for attr in ("name", "email", "case_url", "phone"):
+        for attr in ("name", "email", "case_url", "phone", "register_url"):
             if re.search(r"[\r\n]", getattr(self, attr)):
                 raise ValueError(f"desk {attr} must be a single line")
         if not self.name.strip():
@@ -100,10 +109,14 @@ class DeskIdentity:
             raise ValueError(f"desk case URL {self.case_url!r} must be an http(s) URL")
         if "{case_id}" not in self.case_url:
             raise ValueError(f"desk case URL {self.case_url!r} must contain {{case_id}}")
+        parts = urlsplit(self.register_url)
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            raise ValueError(f"desk register URL {self.register_url!r} must be an http(s) URL")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DeskIdentity:
-        """Defaults overridden by ``CWN_DESK_NAME``, ``_EMAIL``, ``_URL`` and ``_PHONE``."""
+        """Defaults overridden by ``CWN_DESK_NAME``, ``_EMAIL``, ``_URL``, ``_PHONE`` and
+        ``_REGISTER_URL``."""
         env = os.environ if environ is None else environ
         defaults = cls()
         return cls(
@@ -111,12 +124,14 @@ class DeskIdentity:
             email=env.get("CWN_DESK_EMAIL", "").strip() or defaults.email,
             case_url=env.get("CWN_DESK_URL", "").strip() or defaults.case_url,
             phone=env.get("CWN_DESK_PHONE", "").strip() or defaults.phone,
+            register_url=env.get("CWN_DESK_REGISTER_URL", "").strip() or defaults.register_url,
         )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeskIdentity:
         return cls(name=settings.desk_name, email=settings.desk_email,
-                   case_url=settings.desk_url, phone=settings.desk_phone)
+                   case_url=settings.desk_url, phone=settings.desk_phone,
+                   register_url=settings.desk_register_url)
 
     def case_link(self, case_id: str) -> str:
         return self.case_url.replace("{case_id}", quote(case_id, safe=""))
@@ -164,6 +179,13 @@ class NotificationView:
     cases: list[CaseView]
     unsolicited: bool = False
     """The recipient did not register with us (e.g. a RIPE abuse contact)."""
+    source_label: str | None = None
+    """Where an unsolicited address was found, in the recipient's language, as it reads after
+    "found in": ``the RIPE Database abuse contact``, ``de security.txt van example.nl``."""
+    owner_name: str | None = None
+    """Who the network belongs to according to that source; default ``org_name``."""
+    recipient_kind: str | None = None
+    """``csirt`` for a national CSIRT receiving on behalf of a network in its country."""
 
 
 # -- vocabulary the code needs (the prose is in the templates) ------------------------------
@@ -577,7 +599,8 @@ def render_message(
         raise ValueError(f"notification {view.notification_id}: has no cases")
     if re.search(r"[\r\n]", view.recipient) or "@" not in view.recipient:
         raise ValueError(f"notification {view.notification_id}: bad recipient {view.recipient!r}")
-    lang = _lang(view.language)
+    csirt = view.unsolicited and (view.recipient_kind or "").strip().lower() == "csirt"
+    lang = "en" if csirt else _lang(view.language)
     desk = desk if desk is not None else DeskIdentity.from_settings(settings)
     library = advice if advice is not None else default_library()
     tlp: Tlp = most_restrictive((c.tlp for c in view.cases), default=settings.default_tlp)
@@ -595,6 +618,11 @@ def render_message(
         "org_name": _text(view.org_name) or view.org_id,
         "recipient": view.recipient,
         "unsolicited": view.unsolicited,
+        "csirt": csirt,
+        "source_label": _text(view.source_label),
+        # A CSIRT is not the owner: without a name from the source, name nobody.
+        "owner_name": _text(view.owner_name) or ("" if csirt else _text(view.org_name)
+                                                 or view.org_id),
         "notification_id": view.notification_id,
         "desk": desk,
         "tlp": tlp,
@@ -608,8 +636,9 @@ def render_message(
         "case_link": desk.case_link(first_id),
         "attachment_name": attachment_name,
     }
-    text_body = _template(f"notification.{lang}.txt.j2").render(context)
-    html_body = _template(f"notification.{lang}.html.j2").render(context)
+    kind = "notification_unsolicited" if view.unsolicited else "notification"
+    text_body = _template(f"{kind}.{lang}.txt.j2").render(context)
+    html_body = _template(f"{kind}.{lang}.html.j2").render(context)
 
     subject = _subject_text(
         lang, tlp.label, first_id, len(view.cases), groups[0].text.title, len(groups) - 1
@@ -626,6 +655,8 @@ def render_message(
         ("X-CWN-Case-IDs", ", ".join(_header(c) for c in case_ids)),
         ("X-CWN-TLP", tlp.level),
     ]
+    if view.unsolicited:  # lets the desk's own filters and the recipient's tell them apart
+        headers.append(("X-CWN-Unsolicited", "yes"))
     if return_path:
         headers.append(("X-CWN-Return-Path", _header(return_path)))
     return _mime(headers, text_body, html_body, csv_bytes, attachment_name)
