@@ -254,12 +254,12 @@ def cases_feedback(
     try:
         notifier = Notifier.from_services(svc)
         with svc.engine.begin() as conn:
-            row = conn.execute(text(
-                "SELECT n.id, n.recipient FROM notification_cases nc "
-                "JOIN notifications n ON n.id = nc.notification_id WHERE nc.case_id = :c "
-                "AND (:a IS NULL OR lower(n.recipient) = lower(:a)) "
-                "ORDER BY n.created_at DESC LIMIT 1"),
-                {"c": case_id.strip().upper(), "a": address}).first()
+            query = select(Notification.id, Notification.recipient).join(
+                NotificationCase, NotificationCase.notification_id == Notification.id).where(
+                NotificationCase.case_id == case_id.strip().upper())
+            if address:
+                query = query.where(func.lower(Notification.recipient) == address.lower())
+            row = conn.execute(query.order_by(Notification.created_at.desc()).limit(1)).first()
             if row is None:
                 fail(f"case {case_id!r} was not told to {address or 'anyone'}")
             created = notifier.not_ours(conn, row[0], row[1])
