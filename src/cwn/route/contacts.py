@@ -252,9 +252,13 @@ class ContactResolver:
         for facts in owners:
             if facts.kind == "csirt" or any(o.matches(facts) for o in isp_only):
                 continue
+            # The registered domain first (where an organisation publishes its policy),
+            # then the host names themselves (RFC 9116 files apply per host).
             doms = sorted({d for h in facts.hosts if (d := registrable_domain(h))})
+            hosts = sorted({h.lower().rstrip(".").removeprefix("www.") for h in facts.hosts})
+            doms += [h for h in hosts if h not in doms and registrable_domain(h)]
             if doms:
-                wanted[facts.owner_id] = doms[:3]
+                wanted[facts.owner_id] = doms[:4]
         if not wanted:
             return {}
         results = self.securitytxt.fetch_many(sorted({d for v in wanted.values() for d in v}))
