@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from publicdata_http import LoopbackServer, Reply
-from publicdata_samples import write_public_data
 from sqlalchemy import Engine, insert
 
 from cwn.db.models_contacts import AddressFlag, ContactOverride
@@ -17,6 +15,8 @@ from cwn.publicdata.ripe import import_ripe
 from cwn.publicdata.securitytxt import SecurityTxtFetcher
 from cwn.publicdata.store import PublicDataStore
 from cwn.route.contacts import ContactResolver, OwnerFacts, registrable_domain
+from publicdata_http import LoopbackServer, Reply
+from publicdata_samples import write_public_data
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SECURITY_TXT = """Contact: mailto:csirt@bakkerij-jansen.nl

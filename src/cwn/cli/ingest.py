@@ -40,7 +40,10 @@ def print_summary(summary: IngestSummary, title: str = "Ingest") -> None:
     table.add_row("rows", f"{summary.total('rows'):,}")
     table.add_row("events", f"{events:,}")
     table.add_row("quarantined", f"{summary.total('quarantined'):,}")
+    public = summary.total("public")
     table.add_row("attributed", f"{summary.total('attributed'):,}")
+    table.add_row("  registered owners", f"{summary.total('attributed') - public:,}")
+    table.add_row("  public-data owners (unsolicited)", f"{public:,}")
     table.add_row("unattributed", f"{summary.unattributed:,}")
     rate = events / summary.seconds if summary.seconds > 0 else 0.0
     table.add_row("time", f"{summary.seconds:.2f} s ({rate:,.0f} events/s)")
