@@ -177,10 +177,11 @@ BY_EXPORT_NAME: dict[str, Field] = {f.export_name: f for f in CATALOGUE}
 # Attribution results travel with every event (see cwn.attribute). In the IntelMQ export they
 # are `extra.organization` and `extra.matched_asset` (and `extra.match_kind`).
 ATTRIBUTION_FIELDS: tuple[Field, ...] = (
-    Field("organization", _T.STRING, "Registry id of the owning organisation.",
+    Field("organization", _T.STRING, "Registry id of the owning organisation; for an owner "
+          "found in public data `ripe:<org or block>`, `csirt:<country>` or `as:<number>`.",
           intelmq_name="extra.organization"),
-    Field("matched_asset", _T.STRING, "The registry asset that matched.",
-          intelmq_name="extra.matched_asset"),
-    Field("match_kind", _T.STRING, "How it matched: ip, domain or asn.",
-          intelmq_name="extra.match_kind"),
+    Field("matched_asset", _T.STRING, "The registry asset that matched (or the RIPE block, "
+          "country or AS for a public owner).", intelmq_name="extra.matched_asset"),
+    Field("match_kind", _T.STRING, "How it matched: ip, domain or asn (registry); ripe, "
+          "csirt or as (public data).", intelmq_name="extra.match_kind"),
 )
