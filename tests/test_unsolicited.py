@@ -8,9 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, select
 from typer.testing import CliRunner
 
 from cwn.cli.main import app
+from cwn.db.models import AuditEntry
+from cwn.db.models_contacts import ContactOverride
 from notify_support import SmtpServer, smtp_server  # noqa: F401
 from publicdata_samples import scan_report, write_public_data
 
@@ -70,12 +73,21 @@ def test_unregistered_owners_are_told_through_public_contacts_with_provenance(
 
 
 def test_an_override_wins_survives_a_reimport_and_not_ours_moves_to_the_next_candidate(
-        cli: CliRunner, tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
+        cli: CliRunner, tmp_path: Path, smtp_server: SmtpServer,  # noqa: F811
+        db_url: str) -> None:
     paths = import_public(cli, tmp_path)
     ok(cli, "publicdata", "override", "add", "--cidr", "198.51.100.0/24",
        "--contact", OVERRIDE, "--note", "ISP asked for its CERT address")
     ok(cli, "publicdata", "import", "ripe", str(paths["ripe"]))  # refresh: override stays
-    assert OVERRIDE in ok(cli, "publicdata", "override", "list")
+    listed = ok(cli, "publicdata", "override", "list")
+    assert "198.51.100.0/24" in listed and "contact" in listed
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        assert conn.execute(select(ContactOverride.email)).scalars().all() == [OVERRIDE]
+        audit = conn.execute(select(AuditEntry.entity).where(
+            AuditEntry.entity == "contact_override")).scalars().all()
+    engine.dispose()
+    assert audit == ["contact_override"]
 
     report = scan_report(tmp_path / "2026-11-20-scan_rdp-nl-test.csv", ["198.51.100.10"])
     ok(cli, "run", str(report))

@@ -11,7 +11,6 @@ then drains the outbox (cwn.deliver.outbox), one committed message at a time.
 from __future__ import annotations
 
 import contextlib
-import email.policy
 import fcntl
 import multiprocessing as mp
 import os
@@ -207,10 +206,9 @@ def _render_jobs(jobs: list[_Job], events: pa.Table, spec: _RenderSpec
 
     Module-level so a process pool can run it; everything it needs comes in the arguments.
     """
-    from cwn.render.message import CaseView, NotificationView, render_message
+    from cwn.render.message import CaseView, NotificationView, render_bytes
 
     index = _EventIndex(events)
-    policy = email.policy.SMTP
     out: list[tuple[bytes | None, str]] = []
     for j in jobs:
         cases = [CaseView(
@@ -219,7 +217,7 @@ def _render_jobs(jobs: list[_Job], events: pa.Table, spec: _RenderSpec
             first_seen=c[7] or spec.now, last_seen=c[8] or spec.now,
             events=index.events(j.org_id, c[1])) for c in j.cases]
         try:
-            msg = render_message(
+            data, subject = render_bytes(
                 NotificationView(notification_id=j.nid, org_id=j.org_id, org_name=j.org_name,
                                  recipient=j.recipient, language=j.language, cases=cases,
                                  unsolicited=j.unsolicited, source_label=j.source_label,
@@ -229,12 +227,9 @@ def _render_jobs(jobs: list[_Job], events: pa.Table, spec: _RenderSpec
         except ValueError as exc:
             out.append((None, str(exc)))
             continue
-        if "Auto-Submitted" not in msg:
-            msg["Auto-Submitted"] = "auto-generated"
-        data = msg.as_bytes(policy=policy)
         if spec.signer is not None:
             data = spec.signer.sign(data)
-        out.append((data, str(msg["Subject"])))
+        out.append((data, subject))
     return out
 
 
