@@ -130,6 +130,10 @@ def synthesise(folder: Path, scale: float, seed: int = 11) -> dict[str, int]:
     return counts
 
 
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0, help="1.0 = ~4M inetnums")
@@ -144,7 +148,7 @@ def main() -> None:
         total = sum(counts.values())
         size = sum(p.stat().st_size for p in work.glob("ripe.db.*.gz"))
         print(f"synthesised {counts} ({size / 1e6:.0f} MB gzip) "
-              f"in {time.perf_counter() - t:.1f}s")
+              f"in {time.perf_counter() - t:.1f}s; peak RSS so far {_peak_mb():,.0f} MB")
 
         t = time.perf_counter()
         parsed = sum(1 for _ in iter_objects(work / "ripe.db.inetnum.gz",
@@ -192,8 +196,7 @@ def main() -> None:
         data.lookup_asns(asns)
         dt = time.perf_counter() - t
         print(f"lookup_asns: {args.lookups / dt:,.0f}/s")
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak RSS: {rss:,.0f} MB")
+        print(f"peak RSS: {_peak_mb():,.0f} MB")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
