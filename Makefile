@@ -28,9 +28,10 @@ test: lint          ## every test, on SQLite and on the local PostgreSQL
 	$(BIN)/python -m cwn.events.docs --check docs/data-format.md
 	$(BIN)/pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-bench: install      ## ingest/attribution and notify throughput on synthetic data at national scale
+bench: install      ## ingest/attribution, notify and unsolicited throughput at national scale
 	$(BIN)/python bench/bench.py
 	$(BIN)/python bench/notify_bench.py
+	$(BIN)/python bench/unsolicited_bench.py
 
 docs: install       ## regenerate docs generated from code
 	$(BIN)/python -m cwn.events.docs --write docs/data-format.md
