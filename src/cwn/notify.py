@@ -159,10 +159,16 @@ def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
 
 
 class _EventIndex:
-    """The events of a set of notifications, looked up by (organisation, fingerprint)."""
+    """The events of a set of notifications, looked up by (organisation, fingerprint): the
+    few columns a mail body shows per case, and each case's rows for the attachment, whose
+    cell texts are computed once for the whole set."""
 
     def __init__(self, table: pa.Table) -> None:
-        self.table = table
+        from cwn.render.formats.csv import CsvCells
+        from cwn.render.message import DISPLAY_COLUMNS
+
+        self.table = table.select([c for c in DISPLAY_COLUMNS if c in table.column_names])
+        self.cells = CsvCells(table)
         self.rows: dict[str, list[int]] = {}
         if table.num_rows:
             keys = pc.binary_join_element_wise(
@@ -171,11 +177,18 @@ class _EventIndex:
             for i, k in enumerate(keys):
                 self.rows.setdefault(k, []).append(i)
 
+    def case_rows(self, org_id: str, fingerprint: str) -> list[int]:
+        return self.rows.get(f"{org_id}\x1f{fingerprint}", [])
+
     def events(self, org_id: str, fingerprint: str) -> pa.Table:
-        idx = self.rows.get(f"{org_id}\x1f{fingerprint}")
+        idx = self.case_rows(org_id, fingerprint)
         if not idx:
-            return EVENT_SCHEMA.empty_table()
+            return self.table.schema.empty_table()
         return self.table.take(pa.array(idx, pa.int64()))
+
+    def attachment(self, org_id: str, fingerprints: list[str]) -> tuple[bytes, int]:
+        rows = [i for fp in fingerprints for i in self.case_rows(org_id, fp)]
+        return self.cells.write(rows), len(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +236,8 @@ def _render_jobs(jobs: list[_Job], events: pa.Table, spec: _RenderSpec
                                  unsolicited=j.unsolicited, source_label=j.source_label,
                                  owner_name=j.owner_name, recipient_kind=j.recipient_kind),
                 settings=spec.settings, message_id=f"<{j.nid}@{spec.domain}>",
-                return_path=f"bounces+{j.nid}@{spec.domain}")
+                return_path=f"bounces+{j.nid}@{spec.domain}",
+                attachment=index.attachment(j.org_id, [c[1] for c in j.cases]))
         except ValueError as exc:
             out.append((None, str(exc)))
             continue
@@ -479,19 +493,18 @@ class Notifier:
         report.queued += queued
         return queued
 
-    def _load_events(self, conn: Connection, runs: set[str], orgs: set[str]) -> _EventIndex:
+    def _load_events(self, conn: Connection, runs: set[str], orgs: set[str]) -> pa.Table:
         shas: list[str] = []
         for chunk in _chunks(sorted(runs), 1000):
             shas += [r[0] for r in conn.execute(
                 text("SELECT report_sha256 FROM notify_reports WHERE run_id IN :runs")
                 .bindparams(bindparam("runs", expanding=True)), {"runs": list(chunk)})]
         if not shas or not orgs:
-            return _EventIndex(EVENT_SCHEMA.empty_table())
+            return EVENT_SCHEMA.empty_table()
         where = ('"_report" IN (' + ",".join("?" * len(shas)) + ") AND organization IN ("
                  + ",".join("?" * len(orgs)) + ")")
         batches = list(self.archive.scan(where, [*shas, *sorted(orgs)]))
-        table = pa.concat_tables(batches) if batches else EVENT_SCHEMA.empty_table()
-        return _EventIndex(table)
+        return pa.concat_tables(batches) if batches else EVENT_SCHEMA.empty_table()
 
     def _render_chunk(self, conn: Connection, ids: list[str], now: datetime,
                       report: RunReport) -> int:
@@ -528,7 +541,7 @@ class Notifier:
                              source_label=source_label(src[0], src[1], n.language),
                              owner_name=owner, recipient_kind=n.org_id.split(":", 1)[0]))
         job = _RenderSpec(self.settings, self.config.mail_domain, self.signer, now)
-        results = self._render(jobs, events.table, job)
+        results = self._render(jobs, events, job)
         deliveries: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         failed: list[str] = []

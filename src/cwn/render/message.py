@@ -359,6 +359,12 @@ def _severity(value: str | None) -> str:
     return s if s in SEVERITIES else "medium"
 
 
+DISPLAY_COLUMNS = ("time.source", "time.observation", "source.fqdn", "source.reverse_dns",
+                   "source.ip", "source.port", "protocol.transport", "malware.name",
+                   "feed.provider")
+"""The event columns the mail body shows; with a ready attachment, a view needs no more."""
+
+
 def _column(table: pa.Table, name: str, n: int) -> list[Any]:
     if table.schema.get_field_index(name) >= 0:
         return list(table.column(name).slice(0, n).to_pylist())
@@ -596,6 +602,7 @@ def render_bytes(
     desk: DeskIdentity | None = None,
     advice: AdviceLibrary | None = None,
     now: datetime | None = None,
+    attachment: tuple[bytes, int] | None = None,
 ) -> tuple[bytes, str]:
     """The complete mail for ``view``, ready for the deliverer, and its subject.
 
@@ -621,7 +628,7 @@ def render_bytes(
     first_id = view.cases[0].case_id
     case_ids = [c.case_id for c in view.cases]
     attachment_name = f"{_safe_filename(first_id)}.csv"
-    csv_bytes, n_events = _attachment(view.cases)
+    csv_bytes, n_events = attachment if attachment is not None else _attachment(view.cases)
 
     context: dict[str, Any] = {
         "lang": lang,
