@@ -446,3 +446,22 @@ def test_desk_from_environment_is_used_when_none_is_given(
     msg = render(single("en"), desk=None)
     assert msg["From"].addresses[0].display_name == "Env Desk"
     assert "https://env.example/case/CWN-2026-000123" in body(msg, "plain")
+
+
+def test_long_ascii_headers_fold_at_spaces_and_read_back_unchanged() -> None:
+    import random
+
+    from cwn.render.message import _raw_header
+
+    rng = random.Random(1)
+    words = ["[TLP:AMBER]", "CWN-2026-000123,", "and", "12", "more", "cases:", "Remote",
+             "desktop", "(RDP)", "reachable", "from", "the", "internet", "x" * 90]
+    for _ in range(500):
+        value = " ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))
+        for name in ("Subject", "X-CWN-Case-IDs"):
+            raw = _raw_header(name, value)
+            msg = email.message_from_string(f"{name}: {raw}\r\n\r\n", policy=email.policy.default)
+            assert str(msg[name]) == value
+            for line in f"{name}: {raw}".split("\r\n"):
+                body = line[len(name) + 2:] if line.startswith(f"{name}:") else line.strip()
+                assert len(line) <= 78 or " " not in body

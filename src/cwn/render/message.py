@@ -527,8 +527,30 @@ def _raw_header(name: str, value: str) -> str:
         raise ValueError(f"header {name} must be a single line")
     if value.isascii() and len(name) + 2 + len(value) <= _MAX_HEADER:
         return value
+    if value.isascii() and name in _FOLD_AT_SPACES:
+        return _fold_ascii(name, value)
     folded = _POLICY.fold(name, value)
     return folded[len(name) + 2 :].rstrip("\r\n")
+
+
+_FOLD_AT_SPACES = frozenset({"Subject", "X-CWN-Case-IDs"})
+"""Unstructured headers: folding is just a line break before a space (RFC 5322 3.2.2)."""
+
+
+def _fold_ascii(name: str, value: str) -> str:
+    """An ASCII unstructured header folded at spaces into lines of at most 78 characters
+    (a word longer than a line stays whole); what the email package does, without parsing."""
+    lines: list[str] = []
+    line, used = "", len(name) + 2
+    for word in value.split(" "):
+        if line and used + 1 + len(word) > _MAX_HEADER:
+            lines.append(line)
+            line, used = word, 1 + len(word)
+        else:
+            line = f"{line} {word}" if line else word
+            used += len(word) + (1 if len(line) > len(word) else 0)
+    lines.append(line)
+    return "\r\n ".join(lines)
 
 
 def _qp(text: str) -> str:
