@@ -42,6 +42,13 @@ def run_demo(home: Path | None = None) -> int:
         result = import_registry(session, doc, actor="demo")
     console.print(f"registry: {result}")
 
+    from cwn.publicdata.csirts import import_csirts
+
+    # Public data for the owners nobody registered: here only a (fictional) national CSIRT
+    # directory, so the sample events seen abroad go, unsolicited, to their country's team.
+    imported = import_csirts(Path(str(DATA / "publicdata" / "csirts.csv")), svc.publicdata())
+    console.print(f"public data: {imported.rows} national CSIRTs (fictional demo directory)")
+
     feeds = Path(str(DATA / "feeds"))
     csvs = sorted(feeds.glob("*.csv"))
     summary = svc.pipeline().ingest_paths(csvs)
@@ -55,6 +62,9 @@ def run_demo(home: Path | None = None) -> int:
     with svc.engine.connect() as conn:
         cases = conn.execute(text(
             "SELECT id, org_id, report_type FROM cases ORDER BY id LIMIT 3")).all()
+        cases += conn.execute(text(
+            "SELECT id, org_id, report_type FROM cases WHERE org_id LIKE 'csirt:%' "
+            "ORDER BY id LIMIT 1")).all()
 
     export = home / "events.intelmq.jsonl"
     with export.open("wb") as out:
