@@ -60,8 +60,8 @@ def run_demo(home: Path | None = None) -> int:
     report = Notifier.from_services(svc).run()
     print_run(report)
     with svc.engine.connect() as conn:
-        cases = conn.execute(text(
-            "SELECT id, org_id, report_type FROM cases ORDER BY id LIMIT 3")).all()
+        cases = list(conn.execute(text(
+            "SELECT id, org_id, report_type FROM cases ORDER BY id LIMIT 3")).all())
         cases += conn.execute(text(
             "SELECT id, org_id, report_type FROM cases WHERE org_id LIKE 'csirt:%' "
             "ORDER BY id LIMIT 1")).all()
