@@ -135,3 +135,17 @@ def test_an_unusable_public_data_file_gives_a_one_line_error(
         assert res.exit_code == 2 and "error" in res.output, (kind, res.output)
     res = cli.invoke(app, ["publicdata", "import", "nonsense", str(bad)])
     assert res.exit_code == 2
+
+
+def test_a_hard_bounce_disables_the_address_and_the_next_candidate_is_told(
+        cli: CliRunner, tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
+    import_public(cli, tmp_path)
+    ok(cli, "publicdata", "override", "add", "--asn", "64501", "--contact", OVERRIDE)
+    smtp_server.recorder.refuse[OVERRIDE] = "550 5.1.1 no such user"
+    report = scan_report(tmp_path / "2026-11-20-scan_rdp-nl-test.csv", ["198.51.100.10"])
+
+    ok(cli, "run", str(report))
+
+    assert [m.rcpt_tos for m in smtp_server.messages] == [[ISP_ABUSE]]
+    case_id = next(w for w in ok(cli, "cases", "list").split() if w.startswith("CWN-"))
+    assert "bounced" in ok(cli, "cases", "show", case_id)

@@ -397,7 +397,7 @@ class Notifier:
         marks = ", ".join("?" * len(shas))
         where = f'"_report" IN ({marks}) AND "match_kind" IN (\'ripe\', \'csirt\', \'as\')'
         cols = ["organization", "match_kind", "matched_asset", "source.ip", "source.asn",
-                "source.fqdn", "source.reverse_dns"]
+                "source.fqdn", "source.reverse_dns", "source.url"]
         parts = [t.select(cols) for t in self.archive.scan(where, list(shas))]
         wanted = pa.array(owners, pa.string())
         facts = {o: OwnerFacts(o, o.split(":", 1)[0]) for o in owners}
@@ -405,16 +405,20 @@ class Notifier:
             return list(facts.values())
         table = pa.concat_tables(parts)
         table = table.filter(pc.is_in(table.column("organization"), value_set=wanted))
+        url_host = pc.extract_regex(table.column("source.url"),
+                                    r"^[A-Za-z][A-Za-z0-9+.\-]*://(?:[^@/?#]*@)?(?P<h>[^:/?#\[\]]+)")
+        table = table.append_column("url_host", pc.struct_field(url_host, "h"))
         agg = table.group_by("organization").aggregate([
             ("matched_asset", "min"), ("source.ip", "distinct"), ("source.asn", "distinct"),
-            ("source.fqdn", "distinct"), ("source.reverse_dns", "distinct")])
+            ("source.fqdn", "distinct"), ("source.reverse_dns", "distinct"),
+            ("url_host", "distinct")])
         for row in agg.to_pylist():
             f = facts[row["organization"]]
             f.asset = row["matched_asset_min"]
             f.ips = {x for x in row["source.ip_distinct"] if x}
             f.asns = {int(x) for x in row["source.asn_distinct"] if x is not None}
-            f.hosts = {x for k in ("source.fqdn_distinct", "source.reverse_dns_distinct")
-                       for x in row[k] if x}
+            f.hosts = {x for k in ("source.fqdn_distinct", "source.reverse_dns_distinct",
+                                   "url_host_distinct") for x in row[k] if x}
         return list(facts.values())
 
     def _create_notifications(

@@ -110,3 +110,24 @@ def test_a_foreign_network_goes_to_its_national_csirt_in_english(
     ("shop.example.co.uk", "example.co.uk"), ("localhost", None), ("10.0.0.1", None)])
 def test_registrable_domain(host: str, domain: str | None) -> None:
     assert registrable_domain(host) == domain
+
+
+def test_the_rdap_abuse_contact_comes_before_the_ripe_dump_and_is_cached(
+        engine: Engine, store: PublicDataStore, tmp_path: Path, shared_data: Path) -> None:
+    import json
+
+    from cwn.publicdata.rdap import RdapClient, RdapConfig
+
+    recorded = json.loads((shared_data / "attribution" / "ipwhois" / "rdap.json")
+                          .read_text(encoding="utf-8"))["74.125.225.229"]["response"]
+    with LoopbackServer({"/ip/198.51.100.66": Reply.json(recorded)}) as rdap_server:
+        rdap = RdapClient(RdapConfig(ip_url=rdap_server.base_url + "/ip/{}",
+                                     asn_url=rdap_server.base_url + "/autnum/{}"),
+                          tmp_path / "cache", lambda: NOW)
+        resolver = ContactResolver(store, clock=lambda: NOW, rdap=rdap)
+        for _ in range(2):
+            with engine.begin() as conn:
+                ranked = resolver.resolve(conn, [_isp()])[_isp().owner_id]
+            assert [(c.email, c.source, c.rank) for c in ranked] == [
+                ("arin-contact@google.com", "rdap", 0), ("abuse@isp.example.nl", "ripe", 1)]
+        assert rdap_server.count("/ip/198.51.100.66") == 1  # the second run hit the cache
