@@ -51,8 +51,10 @@ from cwn.route.cases import (
     resolve_missing,
 )
 from cwn.route.contacts import ContactResolver, OwnerFacts, source_label
+from cwn.route.partners import CaseFacts, load_rules
+from cwn.route.partners import verdicts as partner_verdicts
 from cwn.route.policy import ReminderPolicy
-from cwn.route.recipients import Recipient, load_routing, route_case
+from cwn.route.recipients import Prefs, Recipient, load_routing, route_case
 
 if TYPE_CHECKING:
     from cwn.wiring import Services
@@ -143,6 +145,10 @@ class RunReport:
         return counts
 
 
+_GATHERING = ("digest", "hourly")
+"""Modes whose cases gather in one pending notification until it is due."""
+
+
 def next_digest_at(now: datetime, hour: int) -> datetime:
     at = now.astimezone(UTC).replace(hour=hour, minute=0, second=0, microsecond=0)
     return at if at > now else at + timedelta(days=1)
@@ -167,6 +173,7 @@ class _EventIndex:
         from cwn.render.formats.csv import CsvCells
         from cwn.render.message import DISPLAY_COLUMNS
 
+        self.full = table
         self.table = table.select([c for c in DISPLAY_COLUMNS if c in table.column_names])
         self.cells = CsvCells(table)
         self.rows: dict[str, list[int]] = {}
@@ -186,6 +193,10 @@ class _EventIndex:
             return self.table.schema.empty_table()
         return self.table.take(pa.array(idx, pa.int64()))
 
+    def full_events(self, org_id: str, fingerprint: str) -> pa.Table:
+        idx = self.case_rows(org_id, fingerprint)
+        return self.full.take(pa.array(idx, pa.int64()))
+
     def attachment(self, org_id: str, fingerprints: list[str]) -> tuple[bytes, int]:
         rows = [i for fp in fingerprints for i in self.case_rows(org_id, fp)]
         return self.cells.write(rows), len(rows)
@@ -203,6 +214,8 @@ class _Job:
     source_label: str | None = None
     owner_name: str | None = None
     recipient_kind: str | None = None
+    bulk_format: str | None = None  # a partner's bulk delivery in this format
+    partner_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +237,9 @@ def _render_jobs(jobs: list[_Job], events: pa.Table, spec: _RenderSpec
     index = _EventIndex(events)
     out: list[tuple[bytes | None, str]] = []
     for j in jobs:
+        if j.bulk_format is not None:
+            out.append(_render_bulk(j, index, spec))
+            continue
         cases = [CaseView(
             case_id=c[0], report_type=c[2], identifier=c[3], taxonomy=c[4],
             severity=c[5] or "medium", tlp=c[6] or spec.settings.default_tlp,
@@ -245,6 +261,32 @@ def _render_jobs(jobs: list[_Job], events: pa.Table, spec: _RenderSpec
             data = spec.signer.sign(data)
         out.append((data, subject))
     return out
+
+
+def _render_bulk(j: _Job, index: _EventIndex, spec: _RenderSpec) -> tuple[bytes | None, str]:
+    """A partner's bulk delivery: one machine-readable file of all its covered cases and a
+    short summary in its language."""
+    from cwn.render.bulk import BulkCase, render_bulk_message, write_bulk
+
+    assert j.bulk_format is not None and j.partner_id is not None
+    cases = [BulkCase(
+        case_id=c[0], org_id=c[9], org_name=c[10], report_type=c[2], taxonomy=c[4],
+        identifier=c[3], severity=c[5] or "medium", tlp=c[6] or spec.settings.default_tlp,
+        first_seen=c[7] or spec.now, last_seen=c[8] or spec.now,
+        events=index.full_events(c[9], c[1])) for c in j.cases]
+    try:
+        file = write_bulk(j.bulk_format, cases, partner_id=j.partner_id,
+                          reporter_name=spec.settings.desk_name,
+                          reporter_email=spec.settings.desk_email, now=spec.now)
+        data, subject = render_bulk_message(
+            partner_name=j.org_name, recipient=j.recipient, language=j.language, file=file,
+            cases=cases, settings=spec.settings, message_id=f"<{j.nid}@{spec.domain}>",
+            return_path=f"bounces+{j.nid}@{spec.domain}", now=spec.now)
+    except ValueError as exc:
+        return None, str(exc)
+    if spec.signer is not None:
+        data = spec.signer.sign(data)
+    return data, subject
 
 
 class Notifier:
@@ -358,14 +400,39 @@ class Notifier:
             self.resolver.resolve(conn, self._owner_facts(shas, public))
         routing = load_routing(conn, {str(r[1]) for r in due})
         policy = ReminderPolicy.load(conn)
+        rules = load_rules(conn, now.date())
+        facts = self._case_facts(conn, report, due) if rules else {}
         groups: dict[tuple[str, int], list[str]] = {}
         recipients: dict[tuple[str, int], Recipient] = {}
         decisions: list[dict[str, Any]] = []
         told: list[dict[str, Any]] = []
         for case_id, org_id, rt, _ident, tax, sev, _tlp, _first, _last, _prev in due:
             sent = False
-            for v in route_case(routing.get(org_id), taxonomy=tax, report_type=rt,
-                                severity=sev, now=now):
+            via: list[str] = []
+            for pv in partner_verdicts(rules, facts[case_id]) if case_id in facts else ():
+                r = pv.rule
+                detail = f"agreement {r.agreement_id} of {r.partner_id} ({r.mode})"
+                if pv.reason is not None:
+                    decisions.append({"case_id": case_id, "run_id": report.run_id, "at": now,
+                                      "action": "suppressed", "reason": pv.reason,
+                                      "recipient": r.email, "notification_id": None,
+                                      "detail": detail})
+                    continue
+                key = (r.owner_id, r.contact_id)
+                groups.setdefault(key, []).append(case_id)
+                recipients[key] = Recipient(r.contact_id, r.email, 0, r.language, Prefs(
+                    mode="immediate" if r.cadence == "immediate" else
+                    "hourly" if r.cadence == "hourly" else "digest"))
+                sent = True
+                if pv.partner_only:
+                    via.append(r.partner_id)
+            if via:  # the partner reaches the organisation; we do not mail it ourselves
+                decisions.append({"case_id": case_id, "run_id": report.run_id, "at": now,
+                                  "action": "suppressed", "reason": "via_partner",
+                                  "recipient": None, "notification_id": None,
+                                  "detail": ", ".join(sorted(set(via)))})
+            for v in () if via else route_case(routing.get(org_id), taxonomy=tax,
+                                               report_type=rt, severity=sev, now=now):
                 if v.reason is None and v.recipient is not None:
                     key = (org_id, v.recipient.contact_id)
                     groups.setdefault(key, []).append(case_id)
@@ -388,6 +455,40 @@ class Notifier:
             conn.execute(_t(
                 "UPDATE cases SET last_notified_at = :now, next_reminder_at = :next, "
                 "notify_count = notify_count + 1 WHERE id = :b_id"), list(chunk))
+
+    def _case_facts(self, conn: Connection, report: RunReport,
+                    due: list[tuple[Any, ...]]) -> dict[str, CaseFacts]:
+        """Per due case what agreements are matched on: the organisation's sector and
+        province, and the addresses and AS numbers of this run's events."""
+        orgs = sorted({str(r[1]) for r in due})
+        meta: dict[str, tuple[str | None, str | None]] = {}
+        for chunk in _chunks(orgs, 5000):
+            for o in conn.execute(select(Organization.id, Organization.sector,
+                                         Organization.province)
+                                  .where(Organization.id.in_(list(chunk)))):
+                meta[o[0]] = (o[1], o[2])
+        fps: dict[str, str] = dict(conn.execute(text(
+            "SELECT c.id, c.fingerprint FROM case_staging s JOIN cases c ON c.id = s.case_id "
+            "WHERE s.run_id = :run"), {"run": report.run_id}).all())
+        out = {str(r[0]): CaseFacts(str(r[0]), str(r[1]), *meta.get(str(r[1]), (None, None)),
+                                    taxonomy=r[4], report_type=r[2], tlp=r[6]) for r in due}
+        shas = report.cases.reports if report.cases else []
+        if not shas:
+            return out
+        marks = ", ".join("?" * len(shas))
+        parts = [t.select(["organization", "fingerprint", "source.ip", "source.asn"])
+                 for t in self.archive.scan(f'"_report" IN ({marks})', list(shas))]
+        if not parts:
+            return out
+        agg = pa.concat_tables(parts).group_by(["organization", "fingerprint"]).aggregate(
+            [("source.ip", "distinct"), ("source.asn", "distinct")])
+        by_key = {(r["organization"], r["fingerprint"]): r for r in agg.to_pylist()}
+        for case in out.values():
+            row = by_key.get((case.org_id, fps.get(case.case_id)))
+            if row is not None:
+                case.ips = {x for x in row["source.ip_distinct"] if x}
+                case.asns = {int(x) for x in row["source.asn_distinct"] if x is not None}
+        return out
 
     def _owner_facts(self, shas: list[str], owners: list[str]) -> list[OwnerFacts]:
         """What this run's events tell about each public owner (addresses, AS numbers,
@@ -431,11 +532,11 @@ class Notifier:
         recipient's pending digest (or start one due at the next digest hour)."""
         pending: dict[tuple[str, int], str] = {}
         digest_keys = [k for k, r in recipients.items()
-                       if r.prefs.mode == "digest" and rerouted_from is None]
+                       if r.prefs.mode in _GATHERING and rerouted_from is None]
         if digest_keys:
             rows = conn.execute(text(
                 "SELECT id, org_id, contact_id FROM notifications "
-                "WHERE state = 'pending' AND mode = 'digest'")).all()
+                "WHERE state = 'pending' AND mode IN ('digest', 'hourly')")).all()
             wanted = set(digest_keys)
             pending = {(r[1], int(r[2])): r[0] for r in rows
                        if r[2] is not None and (r[1], int(r[2])) in wanted}
@@ -445,9 +546,9 @@ class Notifier:
         for key, case_ids in groups.items():
             org_id, _contact = key
             rcpt = recipients[key]
-            mode = "digest" if rcpt.prefs.mode == "digest" and rerouted_from is None \
+            mode = rcpt.prefs.mode if rcpt.prefs.mode in _GATHERING and rerouted_from is None \
                 else "immediate"
-            nid = pending.get(key) if mode == "digest" else None
+            nid = pending.get(key) if mode != "immediate" else None
             if nid is not None:
                 have = {r[0] for r in conn.execute(text(
                     "SELECT case_id FROM notification_cases WHERE notification_id = :n"),
@@ -457,7 +558,8 @@ class Notifier:
             else:
                 nid = new_id()
                 due_at = now if mode == "immediate" else next_digest_at(
-                    now, self.config.digest_hour)
+                    now, self.config.digest_hour) if mode == "digest" else (
+                    now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1))
                 new_rows.append({
                     "id": nid, "org_id": org_id, "contact_id": rcpt.contact_id,
                     "recipient": rcpt.email, "language": rcpt.language, "mode": mode,
@@ -518,8 +620,9 @@ class Notifier:
             .order_by(Notification.id)).all()
         case_rows = conn.execute(text(
             "SELECT nc.notification_id, nc.run_id, c.id, c.fingerprint, c.report_type, "
-            "c.identifier, c.taxonomy, c.severity, c.tlp, c.first_seen, c.last_seen "
-            "FROM notification_cases nc JOIN cases c ON c.id = nc.case_id "
+            "c.identifier, c.taxonomy, c.severity, c.tlp, c.first_seen, c.last_seen, "
+            "c.org_id, o.name FROM notification_cases nc JOIN cases c ON c.id = nc.case_id "
+            "LEFT JOIN organizations o ON o.id = c.org_id "
             "WHERE nc.notification_id IN :ids ORDER BY nc.notification_id, c.id")
             .bindparams(bindparam("ids", expanding=True))
             .columns(first_seen=UTCDateTime, last_seen=UTCDateTime), {"ids": ids}).all()
@@ -529,11 +632,20 @@ class Notifier:
         orgs = {n.org_id for n in notes}
         names = dict(conn.execute(select(Organization.id, Organization.name)
                                   .where(Organization.id.in_(sorted(orgs)))).all())
-        events = self._load_events(conn, {r[1] for r in case_rows if r[1]}, orgs)
+        events = self._load_events(conn, {r[1] for r in case_rows if r[1]},
+                                   orgs | {r[11] for r in case_rows})
+        bulk = self._bulk_targets(conn, [n.org_id for n in notes
+                                         if n.org_id.startswith("partner:")])
         found = self._found_where(conn, [(n.org_id, n.recipient) for n in notes
                                          if is_public_owner(n.org_id)])
         jobs = []
         for n in notes:
+            if n.org_id in bulk:
+                fmt, partner_id, partner_name = bulk[n.org_id]
+                jobs.append(_Job(n.id, n.org_id, partner_name, n.recipient, n.language,
+                                 by_note.get(n.id, []), bulk_format=fmt,
+                                 partner_id=partner_id))
+                continue
             src = found.get((n.org_id, n.recipient.lower()))
             if src is None:
                 jobs.append(_Job(n.id, n.org_id, names.get(n.org_id, n.org_id), n.recipient,
@@ -578,6 +690,20 @@ class Notifier:
         return len(deliveries)
 
     @staticmethod
+    def _bulk_targets(conn: Connection, owner_ids: list[str]
+                      ) -> dict[str, tuple[str, str, str]]:
+        """(format, partner id, partner name) of each `partner:<agreement>` owner."""
+        if not owner_ids:
+            return {}
+        from cwn.db.models_partners import Agreement, Partner
+
+        ids = sorted({o.split(":", 1)[1] for o in owner_ids})
+        rows = conn.execute(select(Agreement.id, Agreement.format, Partner.id, Partner.name)
+                            .join(Partner, Partner.id == Agreement.partner_id)
+                            .where(Agreement.id.in_(ids))).all()
+        return {f"partner:{r[0]}": (r[1], r[2], r[3]) for r in rows}
+
+    @staticmethod
     def _found_where(conn: Connection, pairs: list[tuple[str, str]]
                      ) -> dict[tuple[str, str], tuple[str, str | None, str | None]]:
         """(source, detail, owner name) of the candidate each unsolicited recipient came
@@ -611,7 +737,9 @@ class Notifier:
         futures = []
         for start in range(0, len(jobs), size):
             part = jobs[start:start + size]
-            orgs = pa.array(sorted({j.org_id for j in part}), pa.string())
+            orgs = pa.array(sorted({j.org_id for j in part}
+                                   | {c[9] for j in part if j.bulk_format for c in j.cases}),
+                            pa.string())
             sub = events.filter(pc.is_in(events.column("organization"), value_set=orgs)) \
                 if events.num_rows else events
             futures.append(self._pool.submit(_render_jobs, part, sub, spec))

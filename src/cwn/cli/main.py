@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cwn.cli import events, feeds, ingest, publicdata, quarantine, registry, status
+from cwn.cli import events, feeds, ingest, partners, publicdata, quarantine, registry, status
 from cwn.cli import notify as notify_cli
 from cwn.cli.console import console, services
 
@@ -18,6 +18,7 @@ app.add_typer(events.app, name="events")
 app.add_typer(feeds.app, name="feeds")
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(publicdata.app, name="publicdata")
+app.add_typer(partners.app, name="partners")
 app.command()(ingest.ingest)
 app.command()(ingest.reparse)
 app.command()(status.status)

@@ -31,6 +31,14 @@ def import_(
     try:
         with svc.sessions.begin() as session:
             summary = import_registry(session, doc, actor=actor)
+            if doc.partners:
+                from cwn.registry.partners import PartnersDocument, import_partners
+
+                pcounts = import_partners(
+                    session, PartnersDocument.model_validate({"partners": doc.partners}),
+                    actor=actor)
+                console.print(f"partners: {pcounts['partners']}, agreements: "
+                              f"{pcounts['agreements']}, changes: {pcounts['changed']}")
     except Exception as exc:
         fail(f"{file}: import failed, nothing changed: {exc.__class__.__name__}: "
              f"{str(exc).splitlines()[0] if str(exc) else ''}")

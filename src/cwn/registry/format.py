@@ -231,7 +231,9 @@ class OrganizationIn(BaseModel):
 class RegistryDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    organizations: list[OrganizationIn]
+    organizations: list[OrganizationIn] = Field(default_factory=list)
+    partners: list[dict[str, Any]] = Field(default_factory=list)
+    """Intermediaries and their agreements; validated by `cwn.registry.partners`."""
 
     @model_validator(mode="after")
     def _unique_ids(self) -> RegistryDocument:
@@ -270,7 +272,12 @@ def _lines(exc: ValidationError) -> list[str]:
 def parse_document(data: Any) -> RegistryDocument:
     """Validate a decoded JSON document; raises RegistryFormatError with readable lines."""
     try:
-        return RegistryDocument.model_validate(data)
+        doc = RegistryDocument.model_validate(data)
+        if doc.partners:
+            from cwn.registry.partners import PartnersDocument
+
+            PartnersDocument.model_validate({"partners": doc.partners})
+        return doc
     except ValidationError as exc:
         raise RegistryFormatError(_lines(exc)) from None
 

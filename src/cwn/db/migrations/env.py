@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from alembic import context
 
-from cwn.db import models, models_contacts, models_notify  # noqa: F401  (registers tables)
+from cwn.db import (  # noqa: F401  (registers the tables)
+    models,
+    models_contacts,
+    models_notify,
+    models_partners,
+)
 from cwn.db.base import Base
 
 engine = context.config.attributes.get("engine")

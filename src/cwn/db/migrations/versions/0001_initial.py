@@ -1,8 +1,8 @@
-"""initial schema: registry, reports, cases, outbox, contact resolution
+"""initial schema: registry, reports, cases, outbox, contact resolution, partners
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 14:14:32.747273
+Create Date: 2026-11-23 14:54:12.030469
 """
 
 import sqlalchemy as sa
@@ -225,6 +225,34 @@ def upgrade() -> None:
     with op.batch_alter_table('organizations', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_organizations_kvk'), ['kvk'], unique=False)
 
+    op.create_table('partner_feedback',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('case_id', sa.String(length=32), nullable=False),
+    sa.Column('partner_id', sa.String(length=128), nullable=False),
+    sa.Column('status', sa.String(length=32), nullable=False),
+    sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('source', sa.String(length=16), nullable=False),
+    sa.Column('at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_partner_feedback'))
+    )
+    with op.batch_alter_table('partner_feedback', schema=None) as batch_op:
+        batch_op.create_index('ix_partner_feedback_case', ['case_id'], unique=False)
+
+    op.create_table('partners',
+    sa.Column('id', sa.String(length=128), nullable=False),
+    sa.Column('name', sa.String(length=512), nullable=False),
+    sa.Column('type', sa.String(length=32), nullable=False),
+    sa.Column('maturity', sa.SmallInteger(), nullable=True),
+    sa.Column('status', sa.String(length=32), nullable=False),
+    sa.Column('functions', sa.JSON(), nullable=False),
+    sa.Column('sectors', sa.JSON(), nullable=False),
+    sa.Column('regions', sa.JSON(), nullable=False),
+    sa.Column('supplier_role', sa.String(length=128), nullable=True),
+    sa.Column('language', sa.String(length=8), nullable=False),
+    sa.Column('created_at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_partners'))
+    )
     op.create_table('registry_state',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('version', sa.BigInteger(), nullable=False),
@@ -250,6 +278,25 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('reports', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_reports_report_type'), ['report_type'], unique=False)
+
+    op.create_table('agreements',
+    sa.Column('id', sa.String(length=128), nullable=False),
+    sa.Column('partner_id', sa.String(length=128), nullable=False),
+    sa.Column('scope', sa.JSON(), nullable=False),
+    sa.Column('taxonomies', sa.JSON(), nullable=True),
+    sa.Column('report_types', sa.JSON(), nullable=True),
+    sa.Column('tlp_ceiling', sa.String(length=16), nullable=False),
+    sa.Column('format', sa.String(length=16), nullable=False),
+    sa.Column('cadence', sa.String(length=16), nullable=False),
+    sa.Column('mode', sa.String(length=24), nullable=False),
+    sa.Column('valid_from', sa.Date(), nullable=True),
+    sa.Column('valid_until', sa.Date(), nullable=True),
+    sa.Column('signed_by', sa.String(length=255), nullable=True),
+    sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_agreements_partner_id_partners'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_agreements'))
+    )
+    with op.batch_alter_table('agreements', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_agreements_partner_id'), ['partner_id'], unique=False)
 
     op.create_table('assets',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -321,6 +368,21 @@ def upgrade() -> None:
     with op.batch_alter_table('notification_cases', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_notification_cases_case_id'), ['case_id'], unique=False)
 
+    op.create_table('partner_contacts',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('partner_id', sa.String(length=128), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('role', sa.String(length=64), nullable=False),
+    sa.Column('language', sa.String(length=8), nullable=True),
+    sa.Column('available_24_7', sa.Boolean(), nullable=False),
+    sa.Column('priority', sa.SmallInteger(), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_partner_contacts_partner_id_partners'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_partner_contacts'))
+    )
+    with op.batch_alter_table('partner_contacts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_partner_contacts_partner_id'), ['partner_id'], unique=False)
+
     op.create_table('quarantine',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('report_sha256', sa.String(length=64), nullable=False),
@@ -364,6 +426,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_quarantine_report_sha256'))
 
     op.drop_table('quarantine')
+    with op.batch_alter_table('partner_contacts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_partner_contacts_partner_id'))
+
+    op.drop_table('partner_contacts')
     with op.batch_alter_table('notification_cases', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_notification_cases_case_id'))
 
@@ -381,11 +447,20 @@ def downgrade() -> None:
         batch_op.drop_index('ix_assets_type_value')
 
     op.drop_table('assets')
+    with op.batch_alter_table('agreements', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_agreements_partner_id'))
+
+    op.drop_table('agreements')
     with op.batch_alter_table('reports', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_reports_report_type'))
 
     op.drop_table('reports')
     op.drop_table('registry_state')
+    op.drop_table('partners')
+    with op.batch_alter_table('partner_feedback', schema=None) as batch_op:
+        batch_op.drop_index('ix_partner_feedback_case')
+
+    op.drop_table('partner_feedback')
     with op.batch_alter_table('organizations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_organizations_kvk'))
 
