@@ -45,4 +45,41 @@ def export_registry(session: Session) -> dict[str, Any]:
         d["contacts"] = sorted(contacts.get(org.id, []),
                                key=lambda c: (c["priority"], c["email"]))
         orgs.append(d)
-    return {"organizations": orgs}
+    doc: dict[str, Any] = {"organizations": orgs}
+    partners = export_partners(session)
+    if partners:
+        doc["partners"] = partners
+    return doc
+
+
+def export_partners(session: Session) -> list[dict[str, Any]]:
+    """Partners with their contacts and agreements, as `cwn partners import` reads them."""
+    from cwn.db.models_partners import Agreement, Partner, PartnerContact
+
+    out = []
+    for p in session.scalars(select(Partner).order_by(Partner.id)):
+        d: dict[str, Any] = {"id": p.id, "name": p.name, "type": p.type, "status": p.status,
+                             "functions": list(p.functions or []),
+                             "sectors": list(p.sectors or []),
+                             "regions": list(p.regions or []), "language": p.language}
+        if p.maturity is not None:
+            d["maturity"] = p.maturity
+        if p.supplier_role:
+            d["supplier_role"] = p.supplier_role
+        d["contacts"] = [
+            {"email": c.email, "role": c.role, "available_24_7": c.available_24_7,
+             "priority": c.priority, **({"language": c.language} if c.language else {})}
+            for c in session.scalars(select(PartnerContact).where(
+                PartnerContact.partner_id == p.id).order_by(PartnerContact.priority,
+                                                            PartnerContact.email))]
+        d["agreements"] = [
+            {"id": a.id, "scope": a.scope or {}, "taxonomies": a.taxonomies,
+             "report_types": a.report_types, "tlp_ceiling": a.tlp_ceiling,
+             "format": a.format, "cadence": a.cadence, "mode": a.mode,
+             "valid_from": a.valid_from.isoformat() if a.valid_from else None,
+             "valid_until": a.valid_until.isoformat() if a.valid_until else None,
+             "signed_by": a.signed_by}
+            for a in session.scalars(select(Agreement).where(
+                Agreement.partner_id == p.id).order_by(Agreement.id))]
+        out.append(d)
+    return out

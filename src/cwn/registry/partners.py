@@ -27,6 +27,18 @@ MODES = ("partner_only", "partner_and_org", "copy")
 TLPS = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED")
 
 
+def provinces(values: list[str]) -> list[str]:
+    bad = [r for r in values if r.upper() not in PROVINCES]
+    if bad:
+        raise ValueError(f"unknown province code {bad[0]!r} (PV20..PV31)")
+    return [r.upper() for r in values]
+
+
+def sector_keys(values: list[str]) -> list[str]:
+    """NIS2 sector keys: a subsector (`energy/gas`) counts as its sector."""
+    return [s.strip().lower().split("/", 1)[0] for s in values]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -68,15 +80,12 @@ class ScopeIn(_Strict):
     @field_validator("regions")
     @classmethod
     def _regions(cls, v: list[str]) -> list[str]:
-        bad = [r for r in v if r.upper() not in PROVINCES]
-        if bad:
-            raise ValueError(f"unknown province code {bad[0]!r} (PV20..PV31)")
-        return [r.upper() for r in v]
+        return provinces(v)
 
     @field_validator("sectors")
     @classmethod
     def _sectors(cls, v: list[str]) -> list[str]:
-        return [s.lower().split("/", 1)[0] for s in v]
+        return sector_keys(v)
 
 
 class AgreementIn(_Strict):
@@ -126,6 +135,16 @@ class PartnerIn(_Strict):
         if not ORG_ID_RE.match(v):
             raise ValueError(f"not a valid partner id: {v!r}")
         return v
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, v: list[str]) -> list[str]:
+        return provinces(v)
+
+    @field_validator("sectors")
+    @classmethod
+    def _sectors(cls, v: list[str]) -> list[str]:
+        return sector_keys(v)
 
 
 class PartnersDocument(_Strict):
