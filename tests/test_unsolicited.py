@@ -64,7 +64,8 @@ def test_unregistered_owners_are_told_through_public_contacts_with_provenance(
     assert "Dear colleagues" in csirt[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
     cases = ok(cli, "cases", "list")
-    case_id = next(w for w in cases.split() if w.startswith("CWN-"))
+    case_id = next(line.split()[1] for line in cases.splitlines()
+                   if "ripe:ORG-EI1-TEST" in line)
     shown = ok(cli, "cases", "show", case_id)
     assert "unsolicited" in shown and "Contact candidates" in shown and "ripe" in shown
 
@@ -149,3 +150,24 @@ def test_a_hard_bounce_disables_the_address_and_the_next_candidate_is_told(
     assert [m.rcpt_tos for m in smtp_server.messages] == [[ISP_ABUSE]]
     case_id = next(w for w in ok(cli, "cases", "list").split() if w.startswith("CWN-"))
     assert "bounced" in ok(cli, "cases", "show", case_id)
+
+
+def test_a_registered_organisation_without_a_usable_contact_falls_through_to_public_data(
+        cli: CliRunner, tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
+    import json
+
+    import_public(cli, tmp_path)
+    reg = tmp_path / "registry.json"
+    reg.write_text(json.dumps({"organizations": [
+        {"id": "bakkerij", "name": "Bakkerij Jansen", "language": "nl",
+         "assets": [{"type": "cidr", "value": "198.51.100.64/29"}], "contacts": []}]}))
+    ok(cli, "registry", "import", str(reg))
+    report = scan_report(tmp_path / "2026-11-20-scan_rdp-nl-test.csv", ["198.51.100.66"])
+
+    ok(cli, "run", str(report))
+
+    (mail,) = smtp_server.recorder.to(ISP_ABUSE)
+    assert mail.message["X-CWN-Unsolicited"] == "yes"
+    case_id = next(w for w in ok(cli, "cases", "list").split() if w.startswith("CWN-"))
+    shown = ok(cli, "cases", "show", case_id)
+    assert "registered" in shown and "abuse-c via parent" in shown

@@ -30,7 +30,7 @@ from cwn.archive.events import EventArchive
 from cwn.attribute.public import is_public_owner
 from cwn.config import Settings
 from cwn.db.base import UTCDateTime, new_id
-from cwn.db.models import Organization
+from cwn.db.models import Contact, Organization
 from cwn.db.models_notify import CaseDecision, Delivery, Notification, NotificationCase
 from cwn.deliver.dkim import DkimSigner
 from cwn.deliver.outbox import (
@@ -394,11 +394,21 @@ class Notifier:
         due = due_cases(conn, report.run_id, now)
         if not due:
             return
-        public = sorted({str(r[1]) for r in due if is_public_owner(str(r[1]))})
-        if public:
+        owners = {str(r[1]) for r in due}
+        routing = load_routing(conn, owners)
+        # Owners found in public data, and registered organisations left without a usable
+        # contact: whom to tell comes from the ranked public candidates.
+        registered = sorted(o for o in owners if not is_public_owner(o))
+        reachable: set[str] = set()
+        for chunk in _chunks(registered, 5000):
+            reachable.update(conn.execute(select(Contact.org_id).where(
+                Contact.org_id.in_(list(chunk)), Contact.enabled.is_(True)).distinct())
+                .scalars())
+        unknown = sorted(o for o in owners if o not in reachable)
+        if unknown:
             shas = report.cases.reports if report.cases else []
-            self.resolver.resolve(conn, self._owner_facts(shas, public))
-        routing = load_routing(conn, {str(r[1]) for r in due})
+            self.resolver.resolve(conn, self._owner_facts(conn, shas, unknown))
+            routing = load_routing(conn, owners)
         policy = ReminderPolicy.load(conn)
         rules = load_rules(conn, now.date())
         facts = self._case_facts(conn, report, due) if rules else {}
@@ -490,18 +500,30 @@ class Notifier:
                 case.asns = {int(x) for x in row["source.asn_distinct"] if x is not None}
         return out
 
-    def _owner_facts(self, shas: list[str], owners: list[str]) -> list[OwnerFacts]:
-        """What this run's events tell about each public owner (addresses, AS numbers,
-        host names), aggregated by Arrow, for contact resolution."""
+    def _owner_facts(self, conn: Connection, shas: list[str],
+                     owners: list[str]) -> list[OwnerFacts]:
+        """What this run's events tell about each owner (addresses, AS numbers, host names),
+        aggregated by Arrow, for contact resolution; a registered organisation adds the
+        domains it registered."""
+        def kind(o: str) -> str:
+            return o.split(":", 1)[0] if is_public_owner(o) else "registry"
+
+        facts = {o: OwnerFacts(o, kind(o)) for o in owners}
+        registered = [o for o in owners if not is_public_owner(o)]
+        for chunk in _chunks(registered, 5000):
+            for org_id, value in conn.execute(text(
+                    "SELECT org_id, value FROM assets WHERE type = 'domain' AND verified "
+                    "AND org_id IN :ids").bindparams(bindparam("ids", expanding=True)),
+                    {"ids": list(chunk)}):
+                facts[org_id].hosts.add(value)
         if not shas:
-            return [OwnerFacts(o, o.split(":", 1)[0]) for o in owners]
+            return list(facts.values())
         marks = ", ".join("?" * len(shas))
-        where = f'"_report" IN ({marks}) AND "match_kind" IN (\'ripe\', \'csirt\', \'as\')'
+        where = f'"_report" IN ({marks}) AND "organization" IS NOT NULL'
         cols = ["organization", "match_kind", "matched_asset", "source.ip", "source.asn",
                 "source.fqdn", "source.reverse_dns", "source.url"]
         parts = [t.select(cols) for t in self.archive.scan(where, list(shas))]
         wanted = pa.array(owners, pa.string())
-        facts = {o: OwnerFacts(o, o.split(":", 1)[0]) for o in owners}
         if not parts:
             return list(facts.values())
         table = pa.concat_tables(parts)
@@ -518,8 +540,8 @@ class Notifier:
             f.asset = row["matched_asset_min"]
             f.ips = {x for x in row["source.ip_distinct"] if x}
             f.asns = {int(x) for x in row["source.asn_distinct"] if x is not None}
-            f.hosts = {x for k in ("source.fqdn_distinct", "source.reverse_dns_distinct",
-                                   "url_host_distinct") for x in row[k] if x}
+            f.hosts |= {x for k in ("source.fqdn_distinct", "source.reverse_dns_distinct",
+                                    "url_host_distinct") for x in row[k] if x}
         return list(facts.values())
 
     def _create_notifications(
@@ -637,7 +659,7 @@ class Notifier:
         bulk = self._bulk_targets(conn, [n.org_id for n in notes
                                          if n.org_id.startswith("partner:")])
         found = self._found_where(conn, [(n.org_id, n.recipient) for n in notes
-                                         if is_public_owner(n.org_id)])
+                                         if not n.org_id.startswith("partner:")])
         jobs = []
         for n in notes:
             if n.org_id in bulk:

@@ -113,7 +113,9 @@ _STAGE_SQL = (
     "FROM read_parquet({files}, filename=true, union_by_name=true, hive_partitioning=false) e "
     "JOIN reps m ON m.file = e.filename "
     "WHERE e.organization IS NOT NULL AND e.fingerprint IS NOT NULL "
-    "GROUP BY e.organization, e.fingerprint")
+    "GROUP BY e.organization, e.fingerprint "
+    # DuckDB groups in parallel: order the result so case numbers do not depend on threads
+    "ORDER BY e.organization, e.fingerprint")
 
 
 def aggregate_reports(archive: EventArchive, reports: list[tuple[str, str, str | None,

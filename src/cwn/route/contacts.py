@@ -203,7 +203,7 @@ class ContactResolver:
         if self._ripe is None:
             return names, found
         now = self.clock()
-        ip_owners = [o for o in owners if o.ips and o.kind in ("ripe", "as")]
+        ip_owners = [o for o in owners if o.ips and o.kind in ("ripe", "as", "registry")]
         if ip_owners:
             firsts = pa.array([min(o.ips) for o in ip_owners], pa.string())
             rows = self._ripe.lookup_ips(firsts).to_pylist()

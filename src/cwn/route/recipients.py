@@ -102,6 +102,10 @@ def load_routing(conn: Connection, org_ids: Iterable[str]) -> dict[str, OrgRouti
             lang = prefs.language or c.language or routing.language
             lang = lang if lang in ("nl", "en") else "en"
             routing.recipients.append(Recipient(c.id, c.email, c.priority, lang, prefs))
+    # A registered organisation without a usable contact falls through to the candidates
+    # found in public data for it (DESIGN.md section 6), under its own preferences.
+    _public_routing(conn, [o for o, r in out.items() if not r.recipients and ":" not in o],
+                    out)
     return out
 
 
@@ -119,7 +123,8 @@ def _public_routing(conn: Connection, owner_ids: list[str], out: dict[str, OrgRo
             if routing is None:
                 routing = out[c.owner_id] = OrgRouting(
                     c.owner_id, c.owner_name or c.owner_id, c.language, Prefs())
-            routing.recipients.append(Recipient(c.id, c.email, c.rank, c.language, Prefs()))
+            routing.recipients.append(Recipient(c.id, c.email, c.rank, c.language,
+                                                routing.org_prefs))
 
 
 def primary_tier(routing: OrgRouting) -> list[Recipient]:
