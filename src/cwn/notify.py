@@ -174,7 +174,8 @@ class _EventIndex:
         from cwn.render.message import DISPLAY_COLUMNS
 
         self.full = table
-        self.table = table.select([c for c in DISPLAY_COLUMNS if c in table.column_names])
+        self.table = table.select(
+            [c for c in DISPLAY_COLUMNS if c in table.column_names]).combine_chunks()
         self.cells = CsvCells(table)
         self.rows: dict[str, list[int]] = {}
         if table.num_rows:

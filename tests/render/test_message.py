@@ -465,3 +465,24 @@ def test_long_ascii_headers_fold_at_spaces_and_read_back_unchanged() -> None:
             for line in f"{name}: {raw}".split("\r\n"):
                 body = line[len(name) + 2:] if line.startswith(f"{name}:") else line.strip()
                 assert len(line) <= 78 or " " not in body
+
+
+def test_paragraph_wrapping_matches_textwrap() -> None:
+    import random
+    import textwrap
+
+    from cwn.render.message import _fill
+
+    rng = random.Random(3)
+    words = ["a", "ab", "word", "hyphen-ated", "x" * 80, "end.", "tab\there", "nl\nhere",
+             "ünïcode", "https://example.nl/a/long/path/that/goes/on/and/on"]
+    for _ in range(3000):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(0, 40)))
+        width = rng.choice([20, 40, 72])
+        indent = rng.choice(["", "  "])
+        first = rng.choice([None, "* ", "1. "])
+        want = textwrap.fill(" ".join(text.split()), width=width,
+                             initial_indent=indent if first is None else first,
+                             subsequent_indent=indent, break_long_words=False,
+                             break_on_hyphens=False)
+        assert _fill.__wrapped__(text, width, indent, first) == want

@@ -27,7 +27,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.headerregistry import Address
 from typing import Any
 
 import numpy as np
@@ -57,6 +56,7 @@ from cwn.render.message import (
     _safe_filename,
     _template,
     _utc,
+    from_header,
 )
 from cwn.render.tlp import Tlp, most_restrictive, parse_tlp
 
@@ -489,7 +489,7 @@ def render_bulk_message(*, partner_name: str, recipient: str, language: str, fil
         shown += ", ..."
     headers = [
         ("Subject", subject),
-        ("From", str(Address(display_name=_header(desk.name), addr_spec=desk.email))),
+        ("From", from_header(desk.name, desk.email)),
         ("To", _header(recipient)),
         ("Date", email.utils.format_datetime(_utc(now) if now else datetime.now(UTC))),
         ("Message-ID", message_id if message_id.startswith("<") else f"<{message_id}>"),

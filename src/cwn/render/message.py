@@ -38,7 +38,6 @@ import io
 import os
 import re
 import secrets
-import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -262,17 +261,33 @@ def _subject_text(lang: str, label: str, first_id: str, n_cases: int, title: str
 # -- the template environment (built once) -------------------------------------------------
 
 
+@lru_cache(maxsize=64)
+def from_header(name: str, email_address: str) -> str:
+    """The From header of the desk (parsing an address costs more than a whole template)."""
+    return str(Address(display_name=_header(name), addr_spec=email_address))
+
+
 @lru_cache(maxsize=8192)
 def _fill(text: str, width: int = WRAP_WIDTH, indent: str = "", first: str | None = None) -> str:
-    """Wrap a paragraph for the plain-text body (hanging ``indent``, optional ``first``)."""
-    return textwrap.fill(
-        " ".join(str(text).split()),
-        width=width,
-        initial_indent=indent if first is None else first,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
+    """Wrap a paragraph for the plain-text body (hanging ``indent``, optional ``first``).
+
+    What ``textwrap.fill`` does with whitespace-separated words, no hyphen breaks and no
+    breaking of long words, as one greedy pass: textwrap's regular-expression chunking was
+    a fifth of a mail's rendering time (the property test checks both agree).
+    """
+    words = str(text).split()
+    if not words:
+        return ""
+    lines: list[str] = []
+    line = (indent if first is None else first) + words[0]
+    for word in words[1:]:
+        if len(line) + 1 + len(word) <= width:
+            line = f"{line} {word}"
+        else:
+            lines.append(line)
+            line = indent + word
+    lines.append(line)
+    return "\n".join(lines)
 
 
 @lru_cache(maxsize=1)
@@ -685,7 +700,7 @@ def render_bytes(
     )
     headers = [
         ("Subject", _header(subject)),
-        ("From", str(Address(display_name=_header(desk.name), addr_spec=desk.email))),
+        ("From", from_header(desk.name, desk.email)),
         ("To", _header(view.recipient)),
         ("Date", email.utils.format_datetime(_utc(now) if now else datetime.now(UTC))),
         ("Message-ID", message_id if message_id.startswith("<") else f"<{message_id}>"),
