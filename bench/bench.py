@@ -24,7 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synth
 
 from cwn.attribute.index import AssetIndex
-from cwn.attribute.loader import build_from_table, read_assets
+from cwn.attribute.loader import (
+    build_from_table,
+    read_assets,
+    read_sqlite_in_child,
+    sqlite_file,
+)
 from cwn.config import Settings
 from cwn.registry.bulk import load_bulk
 from cwn.wiring import build
@@ -79,8 +84,13 @@ def main() -> int:
     del orgs, assets
 
     t = step("reading the verified assets from the database")
-    with svc.engine.connect() as conn:
-        table = read_assets(conn)
+    db_file = sqlite_file(svc.engine)
+    child = read_sqlite_in_child(db_file, args.out) if db_file is not None else None
+    if child is not None:  # what load_index does for a large SQLite registry
+        table = child[1]
+    else:
+        with svc.engine.connect() as conn:
+            table = read_assets(conn)
     read_s = time.perf_counter() - t
     t = step("building the attribution index")
     index = build_from_table(table, svc.registry_version())

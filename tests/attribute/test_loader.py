@@ -100,3 +100,27 @@ def test_reading_in_small_chunks_gives_the_same_index(
     assert table.num_rows == 52
     assert sorted(table.column("asn").drop_null().to_pylist()) == [7]
     assert sorted(table.column("value").to_pylist())[:2] == ["10.0.0.0/16", "10.1.0.0/16"]
+
+
+def test_a_large_sqlite_registry_is_read_by_a_child_process_with_the_same_result(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cwn.attribute import loader
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the child reader is for SQLite files")
+    load(engine, {"id": "acme", "name": "Acme",
+                  "assets": [{"type": "cidr", "value": "192.0.2.0/24"},
+                             {"type": "cidr", "value": "2001:db8::/32"},
+                             {"type": "asn", "value": 64500},
+                             {"type": "domain", "value": "acme.nl"}]})
+    db_file = loader.sqlite_file(engine)
+    assert db_file is not None
+    child = loader.read_sqlite_in_child(db_file, tmp_path)
+    assert child is not None
+    with engine.connect() as conn:
+        in_process = loader.read_assets(conn)
+    assert child[0] == 1
+    assert child[1].sort_by("value").equals(in_process.sort_by("value"))
+    monkeypatch.setattr(loader, "CHILD_READER_MIN", 1)  # take the child path in load_index
+    assert owners(engine, tmp_path / "cache") == ["acme", "acme", None, "acme"]
+    assert not list(tmp_path.glob(".assets-*"))  # the scratch file is gone

@@ -6,13 +6,14 @@ import io
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from cwn.attribute.index import AssetIndex
-from cwn.db.models import RegistryState
+from cwn.db.models import Asset, RegistryState
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +22,84 @@ _SCHEMA = pa.schema([("org_id", pa.string()), ("type", pa.string()), ("value", p
                      ("ip_version", pa.int8()), ("ip_hi", pa.int64()), ("ip_lo", pa.int64()),
                      ("prefixlen", pa.int16()), ("asn", pa.int64())])
 CHUNK_ROWS = 500_000
+CHILD_READER_MIN = 200_000
+"""Assets from which a SQLite registry is read by a child process (starting one costs about
+a second, reading a million assets in Python rows about four)."""
 CHUNK_BYTES = 64 << 20
 
 
 def registry_version(conn: Connection) -> int:
     v = conn.execute(select(RegistryState.version).where(RegistryState.id == 1)).scalar()
     return int(v or 0)
+
+
+_ASSETS_SQL = f"SELECT {', '.join(COLUMNS)} FROM assets WHERE verified"
+
+
+def _adbc_dump(db_path: str, out_path: str, answer: Any) -> None:
+    """In a child process: read the registry version and the verified assets of a SQLite
+    file through ADBC (Arrow filled in C) in one read transaction, write them as an Arrow
+    IPC file and send the version back. A child, because ADBC brings its own copy of
+    SQLite, and two copies in one process break SQLite's POSIX file locks (seen here:
+    "disk I/O error")."""
+    import adbc_driver_sqlite.dbapi as adbc
+    import pyarrow.ipc as ipc
+
+    with adbc.connect(db_path) as conn, conn.cursor() as cur:
+        cur.execute("SELECT version FROM registry_state WHERE id = 1")
+        row = cur.fetchone()
+        cur.execute(_ASSETS_SQL)
+        table = cur.fetch_arrow_table()
+        conn.rollback()
+    table = table.cast(_SCHEMA) if table.num_rows else _SCHEMA.empty_table()
+    with ipc.new_file(out_path, table.schema) as writer:
+        writer.write_table(table)
+    answer.send(int(row[0]) if row and row[0] is not None else 0)
+
+
+def read_sqlite_in_child(db_path: str, scratch: Path, timeout: float = 600.0
+                         ) -> tuple[int, pa.Table] | None:
+    """(registry version, verified assets) read by a child process, about four times faster
+    than Python rows for ten million assets; None when that is not possible here (the
+    caller then reads them itself). One process, no pool: a child that cannot start is
+    a fallback, never a retry loop."""
+    import multiprocessing as mp
+    import uuid
+
+    import pyarrow.ipc as ipc
+
+    try:
+        import adbc_driver_sqlite  # noqa: F401
+    except ImportError:
+        return None
+    scratch.mkdir(parents=True, exist_ok=True)
+    out = scratch / f".assets-{uuid.uuid4().hex}.arrow"
+    ctx = mp.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_adbc_dump, args=(db_path, str(out), send), daemon=True)
+    try:
+        child.start()
+        send.close()
+        version = receive.recv() if receive.poll(timeout) else None
+        child.join(5)
+        if version is None or child.exitcode != 0:
+            raise RuntimeError(f"exit code {child.exitcode}")
+        with ipc.open_file(pa.memory_map(str(out))) as reader:
+            table = reader.read_all()
+        return int(version), table
+    except Exception as exc:  # the in-process reader is always there to fall back on
+        log.warning("child asset reader failed (%s); reading in process", exc)
+        if child.is_alive():
+            child.kill()
+        return None
+    finally:
+        receive.close()
+        out.unlink(missing_ok=True)
+
+
+def sqlite_file(engine: Engine) -> str | None:
+    db = engine.url.database if engine.dialect.name == "sqlite" else None
+    return db if db and db != ":memory:" and Path(db).is_file() else None
 
 
 def read_assets(conn: Connection) -> pa.Table:
@@ -37,7 +110,7 @@ def read_assets(conn: Connection) -> pa.Table:
     assert raw is not None
     cur = raw.cursor()
     try:
-        cur.execute(f"SELECT {', '.join(COLUMNS)} FROM assets WHERE verified")
+        cur.execute(_ASSETS_SQL)
         batches = []
         while rows := cur.fetchmany(CHUNK_ROWS):
             cols = list(zip(*rows, strict=True))
@@ -104,7 +177,16 @@ def load_index(engine: Engine, cache_dir: Path | None = None) -> AssetIndex:
                 log.warning("index cache %s unusable (%s); rebuilding", cached, exc)
         # read the assets in the same transaction as the version: the cache label is never
         # newer than its content
-        assets = read_assets(conn)
+        db_file = sqlite_file(engine)
+        big = db_file is not None and int(conn.execute(
+            select(func.count()).select_from(Asset)).scalar() or 0) >= CHILD_READER_MIN
+        child = read_sqlite_in_child(db_file, cache_dir or Path(db_file).parent) \
+            if db_file is not None and big else None
+        if child is not None:
+            version, assets = child
+            cached = cache_dir / f"v{version}" if cache_dir is not None else None
+        else:
+            assets = read_assets(conn)
     index = build_from_table(assets, version)
     del assets
     if cache_dir is not None and cached is not None:
@@ -120,4 +202,5 @@ def load_index(engine: Engine, cache_dir: Path | None = None) -> AssetIndex:
     return index
 
 
-__all__ = ["build_from_table", "load_index", "read_assets", "registry_version"]
+__all__ = ["build_from_table", "load_index", "read_assets", "read_sqlite_in_child",
+           "registry_version", "sqlite_file"]
