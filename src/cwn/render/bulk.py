@@ -19,7 +19,6 @@ spread with ``take``, so thousands of small cases cost a handful of Arrow calls.
 
 from __future__ import annotations
 
-import base64
 import email.utils
 import io
 import re
@@ -46,13 +45,10 @@ from cwn.render.formats.stix import _id, _Writer
 from cwn.render.formats.xarf import event_of, read_xarf, write_xarf
 from cwn.render.message import (
     DeskIdentity,
-    _boundary,
-    _crlf,
     _header,
     _lang,
     _long_time,
-    _qp,
-    _raw_header,
+    _mime,
     _safe_filename,
     _template,
     _utc,
@@ -401,27 +397,13 @@ def _subject(lang: str, label: str, partner: str, n_cases: int, n_events: int) -
     return f"[{label}] Bulk file for {partner}: {n_cases} cases, {n_events} events"
 
 
-def _mime(headers: Sequence[tuple[str, str]], text_body: str, html_body: str, file: BulkFile
-          ) -> bytes:
-    """Like `cwn.render.message._mime`, with the bulk file's own content type."""
-    outer, inner = _boundary(), _boundary()
+def _bulk_mime(headers: Sequence[tuple[str, str]], text_body: str, html_body: str,
+               file: BulkFile) -> bytes:
+    """The summary mail with the bulk file attached under its own content type."""
     ctype = file.content_type + ('; charset="utf-8"; header="present"'
                                  if file.content_type == "text/csv" else "")
-    name = _safe_filename(file.filename)
-    lines = [f"{n}: {_raw_header(n, v)}" for n, v in headers]
-    lines += ["MIME-Version: 1.0", f'Content-Type: multipart/mixed; boundary="{outer}"', "",
-              f"--{outer}", f'Content-Type: multipart/alternative; boundary="{inner}"', "",
-              f"--{inner}", 'Content-Type: text/plain; charset="utf-8"',
-              "Content-Transfer-Encoding: quoted-printable", "", _crlf(_qp(text_body)),
-              f"--{inner}", 'Content-Type: text/html; charset="utf-8"',
-              "Content-Transfer-Encoding: quoted-printable", "", _crlf(_qp(html_body)),
-              f"--{inner}--", "",
-              f"--{outer}", f"Content-Type: {ctype}",
-              "Content-Transfer-Encoding: base64",
-              f'Content-Disposition: attachment; filename="{name}"', "",
-              _crlf(base64.encodebytes(file.data).decode("ascii")).rstrip("\r\n"),
-              f"--{outer}--", ""]
-    return "\r\n".join(lines).encode("ascii")
+    return _mime(headers, text_body, html_body, file.data, _safe_filename(file.filename),
+                 ctype)
 
 
 def render_bulk_message(*, partner_name: str, recipient: str, language: str, file: BulkFile,
@@ -501,4 +483,4 @@ def render_bulk_message(*, partner_name: str, recipient: str, language: str, fil
     ]
     if return_path:
         headers.append(("X-CWN-Return-Path", _header(return_path)))
-    return _mime(headers, text_body, html_body, file), subject
+    return _bulk_mime(headers, text_body, html_body, file), subject

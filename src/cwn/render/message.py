@@ -582,7 +582,8 @@ def _crlf(text: str) -> str:
 
 
 def _mime(headers: Sequence[tuple[str, str]], text_body: str, html_body: str,
-          csv_bytes: bytes, attachment_name: str) -> bytes:
+          attachment: bytes, attachment_name: str,
+          attachment_type: str = 'text/csv; charset="utf-8"; header="present"') -> bytes:
     """The whole message as SMTP-ready bytes (CRLF, 7-bit), written directly.
 
     Every header is already folded and encoded (`_raw_header`) and every body already
@@ -600,10 +601,10 @@ def _mime(headers: Sequence[tuple[str, str]], text_body: str, html_body: str,
               f"--{inner}", 'Content-Type: text/html; charset="utf-8"',
               "Content-Transfer-Encoding: quoted-printable", "", _crlf(_qp(html_body)),
               f"--{inner}--", "",
-              f"--{outer}", 'Content-Type: text/csv; charset="utf-8"; header="present"',
+              f"--{outer}", f"Content-Type: {attachment_type}",
               "Content-Transfer-Encoding: base64",
               f'Content-Disposition: attachment; filename="{attachment_name}"', "",
-              _crlf(base64.encodebytes(csv_bytes).decode("ascii")).rstrip("\r\n"),
+              _crlf(base64.encodebytes(attachment).decode("ascii")).rstrip("\r\n"),
               f"--{outer}--", ""]
     return "\r\n".join(lines).encode("ascii")
 
