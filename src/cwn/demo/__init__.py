@@ -85,7 +85,9 @@ def run_demo(home: Path | None = None) -> int:
                   f"      CWN_HOME={home} .venv/bin/cwn events export --org gemeente-zuiderveen",
                   soft_wrap=True)
     for case_id, org, rtype in cases:
+        note = " (unsolicited: the country's national CSIRT)" if org.startswith("csirt:") \
+            else ""
         console.print(f"      CWN_HOME={home} .venv/bin/cwn cases show {case_id}"
-                      f"   # {org}, {rtype}", soft_wrap=True)
+                      f"   # {org}, {rtype}{note}", soft_wrap=True)
     svc.close()
     return summary.total("attributed")

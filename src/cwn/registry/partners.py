@@ -43,6 +43,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+class _Served(_Strict):
+    """Shared by a partner's domains and an agreement's scope: provinces and NIS2 sectors,
+    normalised the same way."""
+
+    @field_validator("regions", check_fields=False)
+    @classmethod
+    def _regions(cls, v: list[str]) -> list[str]:
+        return provinces(v)
+
+    @field_validator("sectors", check_fields=False)
+    @classmethod
+    def _sectors(cls, v: list[str]) -> list[str]:
+        return sector_keys(v)
+
+
 class PartnerContactIn(_Strict):
     email: str
     role: str = "abuse"
@@ -58,7 +73,7 @@ class PartnerContactIn(_Strict):
         return v.lower()
 
 
-class ScopeIn(_Strict):
+class ScopeIn(_Served):
     asns: list[int] = Field(default_factory=list)
     prefixes: list[str] = Field(default_factory=list)
     organisations: list[str] = Field(default_factory=list)
@@ -77,15 +92,6 @@ class ScopeIn(_Strict):
     def _prefixes(cls, v: list[str]) -> list[str]:
         return [parse_cidr(p).text for p in v]
 
-    @field_validator("regions")
-    @classmethod
-    def _regions(cls, v: list[str]) -> list[str]:
-        return provinces(v)
-
-    @field_validator("sectors")
-    @classmethod
-    def _sectors(cls, v: list[str]) -> list[str]:
-        return sector_keys(v)
 
 
 class AgreementIn(_Strict):
@@ -115,7 +121,7 @@ class AgreementIn(_Strict):
         return self
 
 
-class PartnerIn(_Strict):
+class PartnerIn(_Served):
     id: str
     name: str = Field(min_length=1, max_length=512)
     type: Literal[PARTNER_TYPES]  # type: ignore[valid-type]
@@ -136,15 +142,6 @@ class PartnerIn(_Strict):
             raise ValueError(f"not a valid partner id: {v!r}")
         return v
 
-    @field_validator("regions")
-    @classmethod
-    def _regions(cls, v: list[str]) -> list[str]:
-        return provinces(v)
-
-    @field_validator("sectors")
-    @classmethod
-    def _sectors(cls, v: list[str]) -> list[str]:
-        return sector_keys(v)
 
 
 class PartnersDocument(_Strict):
