@@ -32,6 +32,7 @@ bench: install      ## ingest/attribution, notify and unsolicited throughput at 
 	$(BIN)/python bench/bench.py
 	$(BIN)/python bench/notify_bench.py
 	$(BIN)/python bench/unsolicited_bench.py
+	$(BIN)/python bench/api_bench.py
 
 docs: install       ## regenerate docs generated from code
 	$(BIN)/python -m cwn.events.docs --write docs/data-format.md

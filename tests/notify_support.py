@@ -8,6 +8,7 @@ chosen recipients, so tests assert on what a mail server really received.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import socket
@@ -93,16 +94,36 @@ class SmtpServer:
         return self.recorder.messages
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
+def start_controller(handler: object, **kwargs: Any) -> tuple[Controller, int]:
+    """Start aiosmtpd on a free loopback port. A port found free can be taken by a
+    parallel test before we bind it, so a failed start is retried on a new port."""
+    for attempt in range(20):
+        port = free_port()
+        controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+        try:
+            controller.start()
+            return controller, port
+        except (OSError, RuntimeError):
+            if attempt == 19:
+                raise
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def mail_server() -> Iterator[SmtpServer]:
+    """aiosmtpd on loopback that records every message it accepts."""
     recorder = Recorder()
-    port = free_port()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
+    controller, port = start_controller(recorder)
     try:
         yield SmtpServer("127.0.0.1", port, recorder)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with mail_server() as server:
+        yield server
 
 
 def create_notify_tables(engine: Engine) -> None:

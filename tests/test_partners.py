@@ -143,7 +143,7 @@ def test_isp_and_sector_csirt_receive_bulk_files_that_parse_back_to_the_cases(
     stats = ok(cli, "feeds", "stats")
     row = next(line for line in stats.splitlines() if "scan_rdp" in line)
     assert [c.strip() for c in row.strip("│ ").split("│")][1:] == \
-        ["3", "3", "1", "1", "1", "0", "0", "0"]  # cases notified resolved fixed cust. ...
+        ["3", "3", "1", "1", "1", "0", "0", "0", "0", "0", "0"]  # cases notified resolved ...
 
     svg = tmp_path / "coverage.svg"
     cov = ok(cli, "partners", "coverage", "--svg", str(svg))

@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     # -- the desk, as recipients see it (mail sender, case lookup, phone) ------------------
     desk_name: str = Field(default="CWN desk", description="Sender name of notifications.")
     desk_email: str = Field(default="meldingen@cwn.example", description="Sender address.")
-    desk_url: str = Field(default="https://cwn.example/case/{case_id}",
-                          description="Where a recipient looks up a case ID ({case_id}).")
+    desk_url: str = Field(default="http://localhost:8080/case/{case_id}?key={key}",
+                          description="The case page a mail links to ({case_id}; {key}: "
+                          "the case's key, which opens the page without an account).")
     desk_phone: str = Field(default="", description="Phone number printed in mails.")
     desk_register_url: str = Field(default="https://cwn.example/register",
                                    description="Where an unsolicited recipient signs up.")
@@ -89,6 +90,32 @@ class Settings(BaseSettings):
     dkim_key_file: Path | None = Field(default=None, description="PEM key: DKIM-sign mail.")
     dkim_selector: str | None = Field(default=None, description="DKIM selector.")
     dkim_domain: str | None = Field(default=None, description="DKIM signing domain (d=).")
+    # -- portal and REST API (`cwn serve`) ----------------------------------------------------
+    public_url: str = Field(default="http://localhost:8080",
+                            description="Where the portal is reached; links in mails use it.")
+    web_host: str = Field(default="127.0.0.1", description="`cwn serve` listen address.")
+    web_port: int = Field(default=8080, ge=1, le=65535, description="`cwn serve` port.")
+    web_workers: int = Field(default=1, ge=1, description="`cwn serve` worker processes.")
+    web_forwarded_allow_ips: str = Field(
+        default="127.0.0.1", description="Reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto headers are believed (comma-separated addresses or networks, "
+        "or `*`): the login throttle counts per client address.")
+    secret_key: str | None = Field(default=None, description="Seals TOTP seeds; default: a "
+                                   "random key kept in `$CWN_HOME/secret.key` (mode 0600).")
+    secure_cookies: bool = Field(default=True, description="Mark cookies Secure (HTTPS "
+                                 "only; browsers also accept them on http://localhost).")
+    session_hours: int = Field(default=12, ge=1, description="Idle portal sessions expire.")
+    login_max_failures: int = Field(default=5, ge=1, description="Failed sign-ins per account "
+                                    "in `login_window_minutes` before it is throttled.")
+    login_max_failures_ip: int = Field(default=20, ge=1,
+                                       description="The same, per client address.")
+    login_window_minutes: int = Field(default=15, ge=1, description="Throttle window.")
+    invitation_days: int = Field(default=7, ge=1, description="Invitation links expire.")
+    dns_nameserver: str | None = Field(default=None, description="host[:port] to ask for DNS "
+                                       "TXT challenges; default: the system resolver.")
+    contact_confirm_days: int = Field(default=90, ge=1, description="Contacts not confirmed "
+                                      "for this long get a reminder.")
+    api_max_upload_mb: int = Field(default=512, ge=1, description="Largest API submission.")
 
     @classmethod
     def settings_customise_sources(

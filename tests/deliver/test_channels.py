@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from sqlalchemy import Engine
 
@@ -140,13 +139,11 @@ def _auth(server: object, session: object, envelope: object, mechanism: str,
 
 
 def test_starttls_with_login_and_implicit_tls(tls_context: ssl.SSLContext) -> None:
-    from notify_support import Recorder
+    from notify_support import Recorder, start_controller
 
     rec = Recorder()
-    port = free_port()
-    ctl = Controller(rec, hostname="127.0.0.1", port=port, tls_context=tls_context,
-                     require_starttls=True, authenticator=_auth, auth_require_tls=True)
-    ctl.start()
+    ctl, port = start_controller(rec, tls_context=tls_context, require_starttls=True,
+                                 authenticator=_auth, auth_require_tls=True)
     try:
         ch = SmtpChannel(
             f"smtp://cwn:s3cret%3Apw@127.0.0.1:{port}?starttls=1&verify=0&timeout=5")
@@ -160,9 +157,7 @@ def test_starttls_with_login_and_implicit_tls(tls_context: ssl.SSLContext) -> No
     assert len(rec.messages) == 1
 
     rec2 = Recorder()
-    port2 = free_port()
-    ctl2 = Controller(rec2, hostname="127.0.0.1", port=port2, ssl_context=tls_context)
-    ctl2.start()
+    ctl2, port2 = start_controller(rec2, ssl_context=tls_context)
     try:
         ch = SmtpChannel(f"smtps://127.0.0.1:{port2}?verify=0&timeout=5")
         ch.send(sender="s@cert.test", recipient="r@acme.nl", data=MSG, message_id="<3@x>")

@@ -52,35 +52,28 @@ def stats(days: int = typer.Option(90, help="Cases first seen in the last N days
     partners reported back (the feedback a source gets from the desk)."""
     from datetime import UTC, datetime, timedelta
 
-    from sqlalchemy import text
-
     from cwn.cli.console import services
+    from cwn.feedback.cases import source_stats
 
     svc = services()
-    since = datetime.now(UTC) - timedelta(days=days)
-    with svc.engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT COALESCE(c.report_type, '-') AS rt, COUNT(*) AS cases, "
-            "SUM(CASE WHEN c.notify_count > 0 THEN 1 ELSE 0 END) AS notified, "
-            "SUM(CASE WHEN c.state = 'resolved' THEN 1 ELSE 0 END) AS resolved "
-            "FROM cases c WHERE c.created_at >= :s GROUP BY COALESCE(c.report_type, '-') "
-            "ORDER BY cases DESC"), {"s": since}).all()
-        feedback = conn.execute(text(
-            "SELECT COALESCE(c.report_type, '-'), d.reason, COUNT(*) FROM case_decisions d "
-            "JOIN cases c ON c.id = d.case_id WHERE c.created_at >= :s AND ("
-            "d.action = 'partner_feedback' OR d.reason = 'not_ours') "
-            "GROUP BY COALESCE(c.report_type, '-'), d.reason"), {"s": since}).all()
-    svc.close()
-    per: dict[str, dict[str, int]] = {}
-    for rt, reason, n in feedback:
-        per.setdefault(rt, {})[reason] = int(n)
+    try:
+        with svc.engine.connect() as conn:
+            rows = source_stats(conn, datetime.now(UTC) - timedelta(days=days))
+    finally:
+        svc.close()
     t = Table(title=f"Source statistics (cases of the last {days} days)", title_justify="left")
-    for col in ("report type", "cases", "notified", "resolved", "fixed",
-                "customer notified", "forwarded", "not our customer", "not ours"):
-        t.add_column(col, justify="left" if col == "report type" else "right")
-    for rt, cases, notified, resolved in rows:
-        f = per.get(rt, {})
-        t.add_row(rt, str(cases), str(notified or 0), str(resolved or 0),
-                  *(str(f.get(k, 0)) for k in ("fixed", "customer_notified", "forwarded",
-                                                "not_our_customer", "not_ours")))
+    # Partner feedback first, then what recipients said (portal, API, mail link, desk).
+    cols = [("partner fixed", "partner", "fixed"),
+            ("customer notified", "partner", "customer_notified"),
+            ("forwarded", "partner", "forwarded"),
+            ("not our customer", "partner", "not_our_customer"),
+            ("not ours", "recipient", "not_ours"), ("fixed", "recipient", "fixed"),
+            ("false positive", "recipient", "false_positive"),
+            ("question", "recipient", "question")]
+    t.add_column("report type", no_wrap=True)
+    for col in ("cases", "notified", "resolved", *(c[0] for c in cols)):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(r.report_type, str(r.cases), str(r.notified), str(r.resolved),
+                  *(str(getattr(r, side)[k]) for _, side, k in cols))
     console.print(t)

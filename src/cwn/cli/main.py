@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from cwn.cli import events, feeds, ingest, partners, publicdata, quarantine, registry, status
+from cwn.cli import (
+    claims,
+    contacts,
+    events,
+    feeds,
+    ingest,
+    partners,
+    publicdata,
+    quarantine,
+    registry,
+    status,
+    web,
+)
 from cwn.cli import notify as notify_cli
 from cwn.cli.console import console, services
 
@@ -27,6 +39,11 @@ app.command("run")(notify_cli.run)
 app.add_typer(notify_cli.cases_app, name="cases")
 app.add_typer(notify_cli.notifications_app, name="notifications")
 app.add_typer(notify_cli.bounces_app, name="bounces")
+app.command()(web.serve)
+app.add_typer(web.users_app, name="users")
+app.add_typer(web.tokens_app, name="tokens")
+app.add_typer(claims.app, name="claims")
+app.add_typer(contacts.app, name="contacts")
 
 
 @app.command()

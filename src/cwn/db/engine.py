@@ -28,12 +28,16 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # The web server runs sync endpoints on up to 40 threads: the pool must not be
+        # the narrower gate (a pool timeout would be a 500). SQLite connections are cheap.
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=16,
+                               max_overflow=48, pool_timeout=60)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30,
+                         pool_timeout=60)
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -94,6 +94,9 @@ class Contact(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     priority: Mapped[int] = mapped_column(Integer, default=100)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # import: the operator's registry file owns it (a re-import may remove it);
+    # portal: the organisation added it itself, and registry imports leave it alone.
+    source: Mapped[str] = mapped_column(String(16), default="import", server_default="import")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     organization: Mapped[Organization] = relationship(back_populates="contacts")

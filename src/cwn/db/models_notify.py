@@ -41,6 +41,7 @@ class Case(Base):
         UniqueConstraint("org_id", "fingerprint", name="uq_cases_org_fingerprint"),
         Index("ix_cases_type_state", "report_type", "state"),
         Index("ix_cases_org_state", "org_id", "state"),
+        Index("ix_cases_org_last_seen", "org_id", "last_seen"),  # the inbox's order
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

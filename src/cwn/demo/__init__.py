@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from cwn.cli.console import console
 from cwn.config import Settings
-from cwn.wiring import build
+from cwn.wiring import Services, build
 
 DATA = files("cwn.demo") / "data"
 
@@ -89,5 +89,31 @@ def run_demo(home: Path | None = None) -> int:
             else ""
         console.print(f"      CWN_HOME={home} .venv/bin/cwn cases show {case_id}"
                       f"   # {org}, {rtype}{note}", soft_wrap=True)
+    _portal_invitations(svc)
     svc.close()
     return summary.total("attributed")
+
+
+def _portal_invitations(svc: Services) -> None:
+    """Invite a demo operator and a demo organisation admin, so `cwn serve` can be tried
+    at once (the links are printed; the mails are in the outbox folder)."""
+    from cwn.access import users as accounts
+
+    settings = svc.settings
+    base = settings.public_url.rstrip("/")
+    with svc.sessions() as s:
+        _, op = accounts.invite(s, settings, email="operator@cwn.example", role="operator",
+                                actor="demo", language="en")
+        _, admin = accounts.invite(s, settings, email="beheer@zuiderveen.example",
+                                   role="org_admin", org_id="gemeente-zuiderveen",
+                                   actor="demo")
+        s.commit()
+    console.rule("[bold]portal")
+    console.print(f"Start it:  CWN_HOME={settings.home} .venv/bin/cwn serve\n"
+                  "then open, to set a password and two-step sign-in (TOTP):\n"
+                  f"  operator:                  {base}/invite/{op}\n"
+                  f"  Gemeente Zuiderveen admin: {base}/invite/{admin}\n"
+                  f"API docs: {base}/api/docs   (tokens: cwn tokens create --org ID)\n"
+                  f"The case links in the mails in {settings.outbox_dir} open there too, "
+                  "without an account.",
+                  soft_wrap=True)

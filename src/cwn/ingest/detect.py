@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from cwn.ingest.result import UnusableInput
 from cwn.ingest.shadowserver.filename import detect as report_file
+from cwn.ingest.stix import looks_like_stix
 
 
 @dataclass(frozen=True, slots=True)
 class Detected:
-    parser: str  # shadowserver | intelmq
+    parser: str  # shadowserver | intelmq | stix
     data: bytes  # decompressed content
     report_type: str | None = None
     report_date: str | None = None
@@ -77,7 +78,7 @@ def detect(
     if report_type:
         return Detected("shadowserver", data, report_type, _from_name(name, known)[1])
     if body[:1] in (b"{", b"["):
-        return Detected("intelmq", data)
+        return Detected("stix" if looks_like_stix(body) else "intelmq", data)
     rtype, rdate = _from_name(name, known)
     if rtype:
         return Detected("shadowserver", data, rtype, rdate)

@@ -33,7 +33,7 @@ from cwn.db.models import Report
 from cwn.events.fields import SEVERITIES
 from cwn.events.fingerprint import fingerprints
 from cwn.ingest import detect as detect_mod
-from cwn.ingest import intelmq
+from cwn.ingest import intelmq, stix
 from cwn.ingest.result import ParseResult, Quarantined, UnusableInput
 from cwn.ingest.shadowserver import parser as shadowserver
 from cwn.ingest.shadowserver.schema import ReportTable, load_table
@@ -243,6 +243,9 @@ class IngestPipeline:
         if found.parser == "intelmq":
             yield intelmq.parse(found.data, file_name=file_name, observed=observed,
                                 feed_name=feed)
+            return
+        if found.parser == "stix":
+            yield stix.parse(found.data, file_name=file_name, observed=observed, feed_name=feed)
             return
         assert found.report_type is not None
         report_type = found.report_type

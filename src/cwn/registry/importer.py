@@ -189,7 +189,7 @@ def _sync_contacts(session: Session, actor: str, org: Organization, wanted: list
     changed = False
     wanted_by_email = {c.email.lower(): c for c in wanted}
     for email, contact in list(current.items()):
-        if email not in wanted_by_email:
+        if email not in wanted_by_email and contact.source != "portal":
             record(session, actor, "delete", "contact", contact_key(org.id, contact.email),
                    contact_snapshot(contact), None)
             org.contacts.remove(contact)

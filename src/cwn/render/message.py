@@ -85,7 +85,9 @@ class DeskIdentity:
     """Who sends the notifications and how a recipient can verify and reach them.
 
     ``case_url`` is the public page where a recipient looks up a case ID; it must contain
-    ``{case_id}``. An empty ``phone`` leaves the number out (the mail then points to the
+    ``{case_id}``, and may contain ``{key}``: the case's key
+    (:func:`cwn.feedback.casekey.case_key` with ``key_secret``), which opens the page
+    without an account. An empty ``phone`` leaves the number out (the mail then points to the
     number on the website instead). ``register_url`` is where an unsolicited recipient signs
     up to receive notifications at an address of their choosing.
     """
@@ -95,6 +97,7 @@ class DeskIdentity:
     case_url: str = "https://cwn.example/case/{case_id}"
     phone: str = ""
     register_url: str = "https://cwn.example/register"
+    key_secret: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for attr in ("name", "email", "case_url", "phone", "register_url"):
@@ -109,6 +112,8 @@ class DeskIdentity:
             raise ValueError(f"desk case URL {self.case_url!r} must be an http(s) URL")
         if "{case_id}" not in self.case_url:
             raise ValueError(f"desk case URL {self.case_url!r} must contain {{case_id}}")
+        if "{key}" in self.case_url and not self.key_secret:
+            raise ValueError(f"desk case URL {self.case_url!r} has {{key}} but no secret")
         parts = urlsplit(self.register_url)
         if parts.scheme not in ("https", "http") or not parts.netloc:
             raise ValueError(f"desk register URL {self.register_url!r} must be an http(s) URL")
@@ -129,12 +134,19 @@ class DeskIdentity:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeskIdentity:
+        secret = (_case_secret(settings.secret_key, settings.home)
+                  if "{key}" in settings.desk_url else None)
         return cls(name=settings.desk_name, email=settings.desk_email,
                    case_url=settings.desk_url, phone=settings.desk_phone,
-                   register_url=settings.desk_register_url)
+                   register_url=settings.desk_register_url, key_secret=secret)
 
     def case_link(self, case_id: str) -> str:
-        return self.case_url.replace("{case_id}", quote(case_id, safe=""))
+        url = self.case_url.replace("{case_id}", quote(case_id, safe=""))
+        if self.key_secret is not None and "{key}" in url:
+            from cwn.feedback.casekey import case_key
+
+            url = url.replace("{key}", case_key(self.key_secret, case_id))
+        return url
 
     @property
     def website(self) -> str:
@@ -145,6 +157,17 @@ class DeskIdentity:
     @property
     def website_host(self) -> str:
         return urlsplit(self.case_url).netloc
+
+
+@lru_cache(maxsize=8)
+def _case_secret(configured: str | None, home: Path) -> bytes:
+    """The installation key, read once per process (DeskIdentity is built per message)."""
+    from cwn.access.secrets import load_secret_key
+
+    try:
+        return load_secret_key(configured, home)
+    except FileExistsError:  # a sibling render process created it just now
+        return load_secret_key(configured, home)
 
 
 # -- what the notify state machine hands over ----------------------------------------------

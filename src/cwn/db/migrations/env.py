@@ -9,6 +9,7 @@ from cwn.db import (  # noqa: F401  (registers the tables)
     models_contacts,
     models_notify,
     models_partners,
+    models_web,
 )
 from cwn.db.base import Base
 

@@ -1,0 +1,38 @@
+"""Password hashing (argon2id) and the minimum a password must be."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_HASHER = PasswordHasher()  # argon2id, the library's current recommended parameters
+_DUMMY = _HASHER.hash("cwn-dummy-password-for-timing")
+
+MIN_LENGTH = 12
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    """Constant work whether or not the account exists, so timing does not reveal it."""
+    try:
+        return _HASHER.verify(stored or _DUMMY, password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(stored: str) -> bool:
+    return _HASHER.check_needs_rehash(stored)
+
+
+def password_problem(password: str, email: str) -> str | None:
+    """Why a new password is refused (a message key), or None."""
+    if len(password) < MIN_LENGTH:
+        return "password_too_short"
+    if password.lower() in email.lower() or email.split("@")[0].lower() in password.lower():
+        return "password_like_email"
+    if len(set(password)) < 5:
+        return "password_too_simple"
+    return None

@@ -1,0 +1,552 @@
+"""The authorisation matrix: every route of the portal and the API, against every kind of
+caller.
+
+Two organisations, A (`acme`) and B (`globex`), each have real cases and notifications
+(registry import, a Shadowserver report through the ingest pipeline, a notify run),
+contacts, a claim, users and API tokens; there is also an operator, a partner with its
+administrator and token, and a source token. Every route the app serves is listed in
+`ROUTES` with who may use it; a route that is not listed fails the test, so a new route
+is covered the day it is added. For each route, with path parameters taken from A's real
+ids:
+
+- anonymous callers are sent to the sign-in page (pages) or get 401 (API);
+- B's administrator, B's tokens and B's users never read or change anything of A's: a
+  request naming A's things gets 403 or 404 and shows none of A's data, a list shows only
+  B's own things, and A's rows in the database are unchanged afterwards;
+- organisation users cannot do administrators' actions, organisation members cannot open
+  the operator console, the operator is no organisation member;
+- partner and source tokens cannot read organisation data, organisation tokens cannot
+  submit, and a read-only token cannot write;
+- and, so that none of the refusals above passes by accident, A's own callers do get the
+  pages (positive controls), and every refused form carried a valid CSRF token.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+import httpx
+import pytest
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+from sqlalchemy import MetaData, Table, select
+from starlette.routing import Mount
+
+from cwn.access.secrets import load_secret_key
+from cwn.db.models import Contact
+from cwn.db.models_notify import Notification
+from cwn.db.models_partners import Partner
+from cwn.feedback.casekey import case_key
+from cwn.registry import claims as registry_claims
+from cwn.wiring import Services
+from inbox_support import build_world
+from web_support import api_token, bearer, csrf, login, make_user
+
+App = tuple[TestClient, Services]
+
+A, B = "acme", "globex"
+
+# -- who may use which route ----------------------------------------------------------------
+
+PUBLIC = "public"          # anyone; shows nothing of an organisation without a secret
+CASE_KEY = "case_key"      # the case's members, or anyone holding the case's key
+SIGNED_IN = "signed_in"    # any signed-in person, about their own account
+ORG_MEMBER = "org_member"  # organisation admins and users, their own organisation only
+ORG_ADMIN = "org_admin"    # organisation admins, their own organisation only
+OPERATOR = "operator"      # the CWN desk
+API_ANY = "api_any"        # any valid token, about itself
+API_READ = "api_read"      # organisation tokens with the read scope, own organisation
+API_WRITE = "api_write"    # organisation tokens with the write scope, own organisation
+API_SUBMIT = "api_submit"  # source tokens (submit scope)
+PARTNER = "partner"        # partner administrators, cases delivered to their partner only
+API_PARTNER = "api_partner"  # partner tokens, cases delivered to their partner only
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str
+    body: dict[str, Any] | None = None  # a valid form (pages) or JSON body (API)
+    # B's body when it names A's things (e.g. A's contact in a form field): refused.
+    b_body: Callable[[World], dict[str, Any]] | None = None
+    b_refusals: tuple[int, ...] = (403, 404)  # what B may get for naming A's things
+
+
+_CONTACT_FORM = {"email": "new-contact@example.org", "role": "security", "language": "en",
+                 "priority": "100", "enabled": "1"}
+
+ROUTES: dict[tuple[str, str], Rule] = {
+    # infrastructure and documentation
+    ("GET", "/openapi.json"): Rule(PUBLIC),
+    ("GET", "/api/docs"): Rule(PUBLIC),
+    ("GET", "/healthz"): Rule(PUBLIC),
+    ("MOUNT", "/static"): Rule(PUBLIC),
+    # signing in and out, invitations, sign-up, language
+    ("GET", "/"): Rule(PUBLIC),
+    ("GET", "/login"): Rule(PUBLIC),
+    ("POST", "/login"): Rule(PUBLIC, {"email": "nobody@example.org", "password": "x" * 12}),
+    ("GET", "/login/totp"): Rule(PUBLIC),
+    ("POST", "/login/totp"): Rule(PUBLIC, {"code": "123456"}),
+    ("GET", "/login/totp-setup"): Rule(PUBLIC),
+    ("POST", "/login/totp-setup"): Rule(PUBLIC, {"code": "123456"}),
+    ("POST", "/logout"): Rule(PUBLIC),
+    ("GET", "/invite/{token}"): Rule(PUBLIC),
+    ("POST", "/invite/{token}"): Rule(PUBLIC, {"password": "x" * 16, "password2": "x" * 16}),
+    ("GET", "/signup"): Rule(PUBLIC),
+    ("POST", "/signup"): Rule(PUBLIC, {"name": "N", "email": "n@example.org",
+                                       "organisation": "N", "password": "x" * 16}),
+    ("GET", "/lang/{code}"): Rule(PUBLIC),
+    ("GET", "/claims/confirm/{token}"): Rule(PUBLIC),
+    ("POST", "/claims/confirm/{token}"): Rule(PUBLIC),
+    ("GET", "/contacts/confirm/{token}"): Rule(PUBLIC),
+    ("POST", "/contacts/confirm/{token}"): Rule(PUBLIC),
+    ("GET", "/case"): Rule(PUBLIC),
+    # own account
+    ("GET", "/account"): Rule(SIGNED_IN),
+    ("POST", "/account/language"): Rule(SIGNED_IN, {"language": "en"}),
+    ("POST", "/account/tokens"): Rule(ORG_ADMIN, {"name": "matrix"}),
+    ("POST", "/account/tokens/{token_id}/revoke"): Rule(ORG_ADMIN),
+    # the organisation's cases
+    ("GET", "/inbox"): Rule(ORG_MEMBER),
+    ("GET", "/notifications"): Rule(ORG_MEMBER),
+    ("GET", "/case/{case_id}"): Rule(CASE_KEY),
+    ("POST", "/case/{case_id}/feedback"): Rule(CASE_KEY, {"kind": "fixed", "text": "done"}),
+    # assets and claims
+    ("GET", "/assets"): Rule(ORG_MEMBER),
+    ("POST", "/assets/claims"): Rule(ORG_ADMIN, {"type": "domain",
+                                                 "value": "matrix-b.nl"}),
+    ("GET", "/assets/claims/{claim_id}"): Rule(ORG_MEMBER),
+    ("POST", "/assets/claims/{claim_id}/check/dns"): Rule(ORG_ADMIN),
+    ("POST", "/assets/claims/{claim_id}/check/securitytxt"): Rule(ORG_ADMIN),
+    ("POST", "/assets/claims/{claim_id}/rir"): Rule(ORG_ADMIN),
+    ("POST", "/assets/claims/{claim_id}/review"): Rule(ORG_ADMIN),
+    ("POST", "/assets/claims/{claim_id}/withdraw"): Rule(ORG_ADMIN),
+    # contacts, preferences, users
+    ("GET", "/contacts"): Rule(ORG_MEMBER),
+    ("POST", "/contacts"): Rule(ORG_ADMIN, _CONTACT_FORM),
+    ("GET", "/contacts/{contact_id}/edit"): Rule(ORG_ADMIN),
+    ("POST", "/contacts/{contact_id}/edit"): Rule(ORG_ADMIN, _CONTACT_FORM),
+    ("POST", "/contacts/{contact_id}/remove"): Rule(ORG_ADMIN),
+    ("POST", "/contacts/{contact_id}/confirm"): Rule(ORG_ADMIN),
+    ("GET", "/preferences"): Rule(ORG_MEMBER),
+    ("POST", "/preferences"): Rule(ORG_ADMIN, {"scope": "org", "mode": "digest"},
+                                   b_body=lambda w: {"scope": str(w.a.contact_id),
+                                                     "mode": "digest"}),
+    ("GET", "/users"): Rule(ORG_ADMIN),
+    ("POST", "/users/invite"): Rule(ORG_ADMIN, {"email": "matrix-invite@example.org",
+                                                "role": "org_user"},
+                                    b_body=lambda w: {"email": w.a.invited_email,
+                                                      "role": "org_admin"},
+                                    b_refusals=(403, 404, 409)),
+    ("POST", "/users/{user_id}/disable"): Rule(ORG_ADMIN),
+    ("POST", "/users/{user_id}/enable"): Rule(ORG_ADMIN),
+    # the operator console
+    ("GET", "/operator"): Rule(OPERATOR),
+    ("GET", "/operator/reports"): Rule(OPERATOR),
+    ("GET", "/operator/quarantine"): Rule(OPERATOR),
+    ("GET", "/operator/unattributed"): Rule(OPERATOR),
+    ("GET", "/operator/partners"): Rule(OPERATOR),
+    ("GET", "/operator/partners/{partner_id}"): Rule(OPERATOR),
+    ("GET", "/operator/notifications"): Rule(OPERATOR),
+    ("GET", "/operator/audit"): Rule(OPERATOR),
+    ("GET", "/operator/signups"): Rule(OPERATOR),
+    ("POST", "/operator/signups/{user_id}/approve"): Rule(OPERATOR, {"target": "new"}),
+    ("POST", "/operator/signups/{user_id}/reject"): Rule(OPERATOR),
+    ("GET", "/operator/users"): Rule(OPERATOR),
+    ("POST", "/operator/users/{user_id}/reset-totp"): Rule(OPERATOR),
+    ("POST", "/operator/users/{user_id}/status"): Rule(OPERATOR, {"status": "disabled"}),
+    ("POST", "/operator/users/invite"): Rule(OPERATOR, {"email": "op-invite@example.org",
+                                                        "role": "org_user", "org_id": A}),
+    ("GET", "/operator/claims"): Rule(OPERATOR),
+    ("POST", "/operator/claims/{claim_id}/approve"): Rule(OPERATOR, {"note": "ok"}),
+    ("POST", "/operator/claims/{claim_id}/reject"): Rule(OPERATOR, {"reason": "no"}),
+    # partners (intermediaries): the cases delivered to them
+    ("GET", "/partner"): Rule(PARTNER),
+    ("POST", "/partner/cases/{case_id}/feedback"): Rule(PARTNER, {"status": "fixed"}),
+    ("GET", "/api/v1/partner/cases"): Rule(API_PARTNER),
+    ("POST", "/api/v1/partner/cases/{case_id}/feedback"): Rule(API_PARTNER,
+                                                               {"status": "fixed"}),
+    # REST API
+    ("GET", "/api/v1/me"): Rule(API_ANY),
+    ("GET", "/api/v1/cases"): Rule(API_READ),
+    ("GET", "/api/v1/cases/{case_id}"): Rule(API_READ),
+    ("GET", "/api/v1/cases/{case_id}/events"): Rule(API_READ),
+    ("POST", "/api/v1/cases/{case_id}/feedback"): Rule(API_WRITE, {"kind": "fixed"}),
+    ("GET", "/api/v1/notifications"): Rule(API_READ),
+    ("GET", "/api/v1/notifications/{notification_id}"): Rule(API_READ),
+    ("GET", "/api/v1/events"): Rule(API_READ),
+    ("GET", "/api/v1/assets"): Rule(API_READ),
+    ("GET", "/api/v1/assets/claims"): Rule(API_READ),
+    ("POST", "/api/v1/assets/claims"): Rule(API_WRITE, {"type": "domain",
+                                                        "value": "matrix-api.nl"}),
+    ("GET", "/api/v1/assets/claims/{claim_id}"): Rule(API_READ),
+    ("POST", "/api/v1/assets/claims/{claim_id}/verify"): Rule(API_WRITE, {"method": "dns"}),
+    ("DELETE", "/api/v1/assets/claims/{claim_id}"): Rule(API_WRITE),
+    ("GET", "/api/v1/preferences"): Rule(API_READ),
+    ("PUT", "/api/v1/preferences"): Rule(API_WRITE, {"mode": "digest"}),
+    ("GET", "/api/v1/contacts"): Rule(API_READ),
+    ("GET", "/api/v1/contacts/{contact_id}"): Rule(API_READ),
+    ("POST", "/api/v1/contacts"): Rule(API_WRITE, {"email": "api-contact@example.org"}),
+    ("PATCH", "/api/v1/contacts/{contact_id}"): Rule(API_WRITE, {"priority": 5}),
+    ("DELETE", "/api/v1/contacts/{contact_id}"): Rule(API_WRITE),
+    ("POST", "/api/v1/submissions"): Rule(API_SUBMIT),
+    ("GET", "/api/v1/submissions/{sha256}"): Rule(API_SUBMIT),
+}
+
+PAGE_KINDS = {SIGNED_IN, ORG_MEMBER, ORG_ADMIN, OPERATOR, PARTNER}
+ORG_KINDS = {ORG_MEMBER, ORG_ADMIN, CASE_KEY}
+API_ORG_KINDS = {API_READ, API_WRITE}
+
+# -- the world ------------------------------------------------------------------------------
+
+
+@dataclass
+class Org:
+    id: str
+    admin_email: str
+    user_email: str
+    invited_email: str
+    case_id: str = ""
+    case_key: str = ""
+    claim_id: str = ""
+    claim_value: str = ""
+    contact_id: int = 0
+    contact_email: str = ""
+    notification_id: str = ""
+    user_id: str = ""  # an org_user: the target of user management
+    token_id: str = ""
+    admin: TestClient | None = None
+    user: TestClient | None = None
+    token: str = ""       # read + write
+    read_token: str = ""  # read only
+    markers: set[str] = field(default_factory=set)  # strings only A's data contains
+
+
+@dataclass
+class World:
+    svc: Services
+    a: Org
+    b: Org
+    anon: TestClient
+    operator: TestClient
+    partner: TestClient
+    partner_token: str
+    source_token: str
+    csrf: dict[int, str] = field(default_factory=dict)  # id(client) -> token
+
+    def params(self) -> dict[str, str]:
+        """Path parameters: A's real ids (tokens of links are unknown ones)."""
+        return {"case_id": self.a.case_id, "claim_id": self.a.claim_id,
+                "contact_id": str(self.a.contact_id), "user_id": self.a.user_id,
+                "notification_id": self.a.notification_id, "token_id": self.a.token_id,
+                "partner_id": "matrix-isp", "code": "nl", "token": "x" * 32,
+                "sha256": "0" * 64}
+
+
+def _org(svc: Services, org_id: str, make: Callable[[], TestClient]) -> Org:
+    o = Org(org_id, f"admin@{org_id}.test", f"user@{org_id}.test",
+            f"invited@{org_id}.test")
+    _, seed = make_user(svc, o.admin_email, "org_admin", org_id=org_id)
+    o.user_id, _ = make_user(svc, o.user_email, "org_user", org_id=org_id, totp=False)
+    o.admin, o.user = make(), make()
+    login(o.admin, o.admin_email, seed=seed)
+    login(o.user, o.user_email)
+    from cwn.access import users
+
+    with svc.sessions() as s:
+        users.invite(s, svc.settings, email=o.invited_email, role="org_user", org_id=org_id,
+                     actor="test")
+        o.claim_value = f"claimed-by-{org_id}.nl"
+        c = registry_claims.claim(s, org_id=org_id, type="domain", value=o.claim_value,
+                                  actor="test")
+        o.claim_id = c.id
+        contact = s.scalars(select(Contact).where(Contact.org_id == org_id)
+                            .order_by(Contact.id)).first()
+        assert contact is not None
+        o.contact_id, o.contact_email = contact.id, contact.email
+        n = s.scalars(select(Notification).where(Notification.org_id == org_id)).first()
+        assert n is not None
+        o.notification_id = n.id
+        s.commit()
+    o.token = api_token(svc, org_id=org_id, scopes=["read", "write"])
+    o.read_token = api_token(svc, org_id=org_id, scopes=["read"])
+    o.token_id = o.token.split("_")[1]
+    return o
+
+
+@pytest.fixture
+def world(web_app: App, client_factory: Callable[[], TestClient], tmp_path: Path) -> World:
+    client, svc = web_app
+    w = build_world(svc, tmp_path / "world", public=False)
+    secret = load_secret_key(svc.settings.secret_key, svc.settings.home)
+    a, b = _org(svc, A, client_factory), _org(svc, B, client_factory)
+    for o in (a, b):
+        o.case_id = w.case(o.id)
+        o.case_key = case_key(secret, o.case_id)
+    with svc.sessions() as s:
+        s.add(Partner(id="matrix-isp", name="Matrix ISP", type="isp"))
+        s.commit()
+    _, op_seed = make_user(svc, "op@cwn.test", "operator")
+    _, p_seed = make_user(svc, "admin@isp.test", "partner_admin", partner_id="matrix-isp")
+    operator, partner = client_factory(), client_factory()
+    login(operator, "op@cwn.test", seed=op_seed)
+    login(partner, "admin@isp.test", seed=p_seed)
+    world = World(svc, a, b, client, operator, partner,
+                  api_token(svc, partner_id="matrix-isp", scopes=["read", "write"]),
+                  api_token(svc, source="matrix-source"))
+    for c in (client, operator, partner, a.admin, a.user, b.admin, b.user):
+        assert c is not None
+        world.csrf[id(c)] = csrf(c, "/login" if c is client else "/account")
+    a.markers = {a.case_id, a.claim_id, a.claim_value, a.contact_email, a.notification_id,
+                 a.admin_email, a.user_email, a.invited_email, a.user_id, a.token_id,
+                 "Acme B.V.", "10.1.0.1", "10.1.0.2"}
+    return world
+
+
+# -- calling --------------------------------------------------------------------------------
+
+CSRF_REFUSAL = "did not come from this site"
+
+
+def _call(world: World, client: TestClient, method: str, path: str, *,
+          body: dict[str, Any] | None = None, token: str | None = None,
+          query: dict[str, str] | None = None) -> httpx.Response:
+    if path.startswith("/api/"):
+        headers = bearer(token) if token else {}
+        kwargs: dict[str, Any] = {"headers": headers, "params": query}
+        if body is not None:
+            kwargs["json"] = body
+        r = client.request(method, path, **kwargs)
+    else:
+        data = dict(body or {})
+        if method != "GET":
+            data["csrf_token"] = world.csrf[id(client)]
+        r = client.request(method, path, params=query,
+                           data=data if method != "GET" else None)
+    assert r.status_code < 500, f"{method} {path}: {r.status_code}\n{r.text[:2000]}"
+    assert CSRF_REFUSAL not in r.text, f"{method} {path}: the test's CSRF token was refused"
+    return r
+
+
+def _leaks(world: World, r: httpx.Response, path: str) -> set[str]:
+    """A's data in an answer (what the caller put in the URL or the form itself does not
+    count: a form shows back what was typed)."""
+    text = r.text
+    sent = path + " " + unquote_plus(r.request.content.decode("utf-8", "replace"))
+    return {m for m in world.a.markers if m and m in text and m not in sent}
+
+
+def _refused(r: httpx.Response) -> bool:
+    return r.status_code in (403, 404)
+
+
+def _to_login(r: httpx.Response) -> bool:
+    return r.status_code == 303 and r.headers.get("location", "").startswith("/login")
+
+
+# -- A's rows, to prove nobody else changed them ---------------------------------------------
+
+_VOLATILE_TABLES = {"web_sessions", "login_attempts", "audit_log"}
+_VOLATILE_COLUMNS = {"last_used_at", "last_seen_at", "last_login_at", "totp_last_step",
+                     "updated_at"}
+
+
+def _a_rows(world: World) -> dict[str, list[str]]:
+    """Every row that belongs to A (by org, case, contact, claim or user), as text."""
+    md = MetaData()
+    md.reflect(world.svc.engine)
+    keys = {"org_id": {A}, "case_id": {world.a.case_id}, "contact_id": {world.a.contact_id},
+            "claim_id": {world.a.claim_id}, "user_id": {world.a.user_id}}
+    out: dict[str, list[str]] = {}
+    with world.svc.engine.connect() as conn:
+        for name, table in md.tables.items():
+            if name in _VOLATILE_TABLES:
+                continue
+            out.update(_rows_of(conn, table, keys))
+    return out
+
+
+def _rows_of(conn: Any, table: Table, keys: dict[str, set[Any]]) -> dict[str, list[str]]:
+    out = {}
+    for col, values in keys.items():
+        if col in table.c:
+            rows = conn.execute(select(table).where(table.c[col].in_(values))).mappings()
+            out[f"{table.name}.{col}"] = sorted(json.dumps(
+                {k: str(v) for k, v in r.items() if k not in _VOLATILE_COLUMNS})
+                for r in rows)
+    return out
+
+
+# -- the test ------------------------------------------------------------------------------
+
+
+def _app_routes(app: Any) -> list[tuple[str, str]]:
+    found = []
+    for rc in iter_route_contexts(app.routes):
+        if isinstance(rc.original_route, Mount):
+            found.append(("MOUNT", rc.original_route.path))
+            continue
+        for method in sorted((rc.methods or set()) - {"HEAD"}):
+            found.append((method, rc.path))
+    return found
+
+
+def _fill(path: str, params: dict[str, str]) -> str:
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1).split(":")[0]
+        assert name in params, f"no value for path parameter {name!r} of {path}: add it to " \
+            "World.params"
+        return params[name]
+    return re.sub(r"\{([^}]+)\}", one, path)
+
+
+def test_every_route_is_classified(web_app: App) -> None:
+    client, _ = web_app
+    routes = _app_routes(client.app)
+    missing = [r for r in routes if r not in ROUTES]
+    assert not missing, ("routes without an authorisation rule (add them to ROUTES in "
+                         f"{Path(__file__).name}): {missing}")
+    gone = [r for r in ROUTES if r not in routes]
+    assert not gone, f"ROUTES lists routes the app does not have: {gone}"
+
+
+def test_nobody_reaches_what_is_not_theirs(world: World) -> None:
+    routes = [r for r in _app_routes(world.anon.app) if r[0] != "MOUNT"]
+    params = world.params()
+    before = _a_rows(world)
+    problems: list[str] = []
+
+    def expect(ok: bool, what: str, method: str, path: str, r: httpx.Response) -> None:
+        if not ok:
+            problems.append(f"{method} {path} {what}: got {r.status_code} "
+                            f"{r.headers.get('location', '')} {r.text[:200]!r}")
+
+    for method, template in routes:
+        rule = ROUTES[(method, template)]
+        path = _fill(template, params)
+        has_ids = "{" in template
+        body = rule.body
+        a = world.a
+        b = world.b
+        assert a.admin and a.user and b.admin and b.user
+        if rule.kind == PUBLIC:
+            r = _call(world, world.anon, method, path, body=body)
+            expect(not _leaks(world, r, path), "(anonymous) shows A's data", method, path, r)
+            continue
+        if rule.kind in PAGE_KINDS | {CASE_KEY}:
+            r = _call(world, world.anon, method, path, body=body)
+            expect(_to_login(r) or (rule.kind == CASE_KEY and _refused(r)),
+                   "(anonymous) is not sent to sign in", method, path, r)
+            expect(not _leaks(world, r, path), "(anonymous) shows A's data", method, path, r)
+        if rule.kind in (ORG_MEMBER, ORG_ADMIN):
+            for who, c in (("operator", world.operator), ("partner admin", world.partner)):
+                r = _call(world, c, method, path, body=body)
+                expect(r.status_code == 403, f"({who}) is not refused", method, path, r)
+        if rule.kind == ORG_ADMIN:
+            r = _call(world, a.user, method, path, body=body)
+            expect(r.status_code == 403, "(A's org user) may do an admin action",
+                   method, path, r)
+        if rule.kind == OPERATOR:
+            for who, c in (("A's admin", a.admin), ("A's user", a.user),
+                           ("partner admin", world.partner)):
+                r = _call(world, c, method, path, body=body)
+                expect(r.status_code == 403, f"({who}) opens the operator console",
+                       method, path, r)
+        if rule.kind in ORG_KINDS:
+            if rule.kind == CASE_KEY:
+                r = _call(world, world.anon, method, path, body=body,
+                          query={"key": b.case_key})
+                expect(_refused(r), "(B's case key) opens A's case", method, path, r)
+                expect(not _leaks(world, r, path), "(B's case key) shows A's data",
+                       method, path, r)
+            for who, c in (("B's admin", b.admin), ("B's user", b.user)):
+                b_body = rule.b_body(world) if rule.b_body else body
+                r = _call(world, c, method, path, body=b_body)
+                if has_ids or rule.b_body:
+                    expect(r.status_code in rule.b_refusals, f"({who}) reaches A's", method,
+                           path, r)
+                elif method == "GET" and not (rule.kind == ORG_ADMIN and who == "B's user"):
+                    expect(r.status_code == 200, f"({who}) cannot open its own", method,
+                           path, r)
+                expect(not _leaks(world, r, path),
+                       f"({who}) sees A's data {_leaks(world, r, path)}", method, path, r)
+        if rule.kind == PARTNER:
+            for who, c in (("A's admin", a.admin), ("A's user", a.user),
+                           ("operator", world.operator)):
+                r = _call(world, c, method, path, body=body)
+                expect(r.status_code == 403, f"({who}) opens the partner pages", method,
+                       path, r)
+            r = _call(world, world.partner, method, path, body=body)
+            expect(_refused(r) if has_ids else r.status_code == 200,
+                   "(partner admin) reaches a case not delivered to it", method, path, r)
+            expect(not _leaks(world, r, path), "(partner admin) sees A's data", method, path,
+                   r)
+        if rule.kind == API_PARTNER:
+            for who, tok in (("A's token", a.token), ("source token", world.source_token)):
+                r = _call(world, world.anon, method, path, body=body, token=tok)
+                expect(r.status_code == 403, f"({who}) uses the partner API", method, path, r)
+            r = _call(world, world.anon, method, path, body=body, token=world.partner_token)
+            expect(_refused(r) if has_ids else r.status_code == 200,
+                   "(partner token) reaches a case not delivered to it", method, path, r)
+            expect(not _leaks(world, r, path), "(partner token) sees A's data", method, path,
+                   r)
+        if rule.kind in API_ORG_KINDS | {API_ANY, API_SUBMIT, API_PARTNER}:
+            r = _call(world, world.anon, method, path, body=body)
+            expect(r.status_code == 401, "(no token) is not 401", method, path, r)
+        if rule.kind in API_ORG_KINDS:
+            for who, tok in (("partner token", world.partner_token),
+                             ("source token", world.source_token)):
+                r = _call(world, world.anon, method, path, body=body, token=tok)
+                expect(r.status_code == 403, f"({who}) reads organisation data",
+                       method, path, r)
+            if rule.kind == API_WRITE:
+                r = _call(world, world.anon, method, path, body=body, token=a.read_token)
+                expect(r.status_code == 403, "(A's read-only token) writes", method, path, r)
+            r = _call(world, world.anon, method, path, body=body, token=b.token)
+            if has_ids:
+                expect(_refused(r), "(B's token) reaches A's", method, path, r)
+            elif method == "GET":
+                expect(r.status_code == 200, "(B's token) cannot read its own", method,
+                       path, r)
+            expect(not _leaks(world, r, path),
+                   f"(B's token) sees A's data {_leaks(world, r, path)}", method, path, r)
+        if rule.kind == API_SUBMIT:
+            for who, tok in (("A's token", a.token), ("partner token", world.partner_token)):
+                r = _call(world, world.anon, method, path, body=body, token=tok)
+                expect(r.status_code == 403, f"({who}) submits", method, path, r)
+
+    after = _a_rows(world)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        problems.append(f"A's data was changed by others' requests: {changed}")
+
+    # Positive controls: A's own callers open what the refusals above kept from others.
+    for method, template in routes:
+        rule = ROUTES[(method, template)]
+        if method != "GET":
+            continue
+        path = _fill(template, params)
+        a = world.a
+        r = None
+        if rule.kind in (ORG_MEMBER, SIGNED_IN):
+            r = _call(world, a.user, method, path)  # type: ignore[arg-type]
+        elif rule.kind == ORG_ADMIN:
+            r = _call(world, a.admin, method, path)  # type: ignore[arg-type]
+        elif rule.kind == OPERATOR:
+            r = _call(world, world.operator, method, path)
+        elif rule.kind == CASE_KEY:
+            r = _call(world, world.anon, method, path, query={"key": a.case_key})
+            expect(r.status_code == 200, "(A's case key) does not open A's case", method,
+                   path, r)
+            r = _call(world, a.user, method, path)  # type: ignore[arg-type]
+        elif rule.kind in API_ORG_KINDS | {API_ANY}:
+            r = _call(world, world.anon, method, path, token=a.read_token)
+        if r is not None:
+            expect(r.status_code == 200, "(its rightful caller) is refused", method, path, r)
+
+    assert not problems, f"{len(problems)} authorisation problems:\n" + "\n".join(problems)
