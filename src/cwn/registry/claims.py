@@ -44,7 +44,6 @@ from cwn.access.secrets import random_token, token_hash
 from cwn.db.base import utcnow
 from cwn.db.models import Asset, Organization
 from cwn.db.models_web import AssetClaim
-from cwn.deliver.mailer import bilingual
 from cwn.registry.audit import asset_key, asset_snapshot, bump_version, record
 from cwn.registry.format import AssetIn
 from cwn.registry.netaddr import SIGN, parse_cidr
@@ -583,27 +582,13 @@ def confirmation_link(settings: Settings, token: str) -> str:
     return f"{settings.public_url.rstrip('/')}/claims/confirm/{token}"
 
 
-def _rir_mail(org_name: str, c: AssetClaim, contact: RirContact, link: str) -> tuple[str, str]:
-    kind_nl = "het AS-nummer" if c.type == "asn" else "het adresblok"
-    kind_en = "the AS number" if c.type == "asn" else "the address block"
-    return bilingual(
-        f"Bevestiging gevraagd: {c.value}", f"Confirmation requested: {c.value}",
-        f"Goedendag,\n\n"
-        f"De organisatie \"{org_name}\" meldt bij het CWN-meldpunt dat {kind_nl} {c.value} "
-        f"van haar is. U ontvangt deze mail omdat u volgens de registratie van de RIR het "
-        f"abuse-contact bent van {contact.detail}.\n\n"
-        f"Klopt dit? Bevestig het dan via deze link (de pagina vraagt nog om een klik):\n"
-        f"{link}\n\n"
-        f"Klopt het niet, of weet u het niet? Doe dan niets: zonder bevestiging gebeurt er "
-        f"niets. De link verloopt na {CONFIRM_DAYS} dagen.\n",
-        f"Hello,\n\n"
-        f"The organisation \"{org_name}\" tells the CWN desk that {kind_en} {c.value} is "
-        f"theirs. You receive this mail because the RIR's registration lists you as the "
-        f"abuse contact of {contact.detail}.\n\n"
-        f"Is that right? Then please confirm through this link (the page asks for one more "
-        f"click):\n{link}\n\n"
-        f"Not right, or not sure? Do nothing: without a confirmation nothing happens. The "
-        f"link expires after {CONFIRM_DAYS} days.\n")
+def _rir_mail(settings: Settings, org_name: str, c: AssetClaim, contact: RirContact,
+              link: str) -> tuple[str, str]:
+    from cwn.deliver import letters
+
+    return letters.render("rir_confirmation", org=org_name, value=c.value,
+                          asn=c.type == "asn", detail=contact.detail, link=link,
+                          days=CONFIRM_DAYS, desk=settings.desk_name)
 
 
 def send_rir_confirmation(session: Session, claim_id: str, *, org_id: str | None,
@@ -634,7 +619,7 @@ def send_rir_confirmation(session: Session, claim_id: str, *, org_id: str | None
     c.rir_contact = contact.email
     c.last_check = f"confirmation link mailed to {contact.email} ({contact.detail})"
     org = session.get(Organization, c.org_id)
-    subject, text = _rir_mail(org.name if org else c.org_id, c, contact,
+    subject, text = _rir_mail(settings, org.name if org else c.org_id, c, contact,
                               confirmation_link(settings, token))
     _audit_claim(session, actor, "rir-mail", c, before)
     session.flush()

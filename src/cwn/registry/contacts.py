@@ -32,7 +32,6 @@ from cwn.db.base import utcnow
 from cwn.db.models import Contact, Organization
 from cwn.db.models_notify import Preference
 from cwn.db.models_web import ContactConfirmation
-from cwn.deliver.mailer import bilingual
 from cwn.registry.audit import Snapshot, contact_key, contact_snapshot, record
 from cwn.registry.format import EMAIL_RE
 
@@ -406,53 +405,15 @@ def confirm_url(settings: Settings, raw: str) -> str:
 
 def reminder_mail(settings: Settings, due: DueContact, raw: str) -> tuple[str, str]:
     """(subject, text) of a reminder: Dutch first, then English."""
-    link = confirm_url(settings, raw)
-    portal = f"{settings.public_url.rstrip('/')}/contacts"
+    from cwn.deliver import letters
+
     roles = [due.role, *due.roles]
-    nl_roles = ", ".join(ROLE_LABELS.get(r, (r, r))[0] for r in roles)
-    en_roles = ", ".join(ROLE_LABELS.get(r, (r, r))[1] for r in roles)
-    since = due.last_confirmed.strftime("%Y-%m-%d")
-    return bilingual(
-        "Klopt dit contactadres nog?",
-        f"Is this contact address still right? ({due.org_name})",
-        f"""\
-Beste lezer,
-
-Dit adres, {due.email}, staat bij {settings.desk_name} geregistreerd als contact voor
-{due.org_name} (rol: {nl_roles}). Wij sturen hier meldingen naartoe over kwetsbaarheden en
-besmettingen in de systemen van uw organisatie. Het adres is sinds {since} niet meer
-bevestigd.
-
-Klopt dit adres nog? Bevestig het dan via deze link (u krijgt eerst een pagina met een knop):
-
-  {link}
-
-Klopt het niet meer, of wilt u andere meldingen ontvangen? Dan kan de beheerder van uw
-organisatie de contacten en voorkeuren aanpassen op {portal}, of antwoord op deze e-mail.
-Zonder bevestiging sturen wij over {REMINDER_GAP.days} dagen opnieuw een herinnering.
-
-Met vriendelijke groet,
-{settings.desk_name}
-""",
-        f"""\
-Dear reader,
-
-This address, {due.email}, is registered with {settings.desk_name} as a contact of
-{due.org_name} (role: {en_roles}). We send it notifications about vulnerabilities and
-infections in your organisation's systems. It has not been confirmed since {since}.
-
-Is this address still right? Then please confirm it with this link (it opens a page with a
-button first):
-
-  {link}
-
-If it is no longer right, or you want other notifications, your organisation's admin can
-change the contacts and preferences at {portal}, or reply to this e-mail. Without a
-confirmation we will remind you again in {REMINDER_GAP.days} days.
-
-Kind regards,
-{settings.desk_name}
-""")
+    return letters.render(
+        "contact_reminder", email=due.email, org=due.org_name, desk=settings.desk_name,
+        roles={lang: ", ".join(ROLE_LABELS.get(r, (r, r))[i] for r in roles)
+               for i, lang in enumerate(("nl", "en"))},
+        since=due.last_confirmed.strftime("%Y-%m-%d"), link=confirm_url(settings, raw),
+        portal=f"{settings.public_url.rstrip('/')}/contacts", days=REMINDER_GAP.days)
 
 
 def send_reminders(settings: Settings, session: Session, now: datetime | None = None, *,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from functools import cache
+from itertools import chain
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
@@ -24,6 +25,8 @@ _SOURCE_DIR = Path(__file__).resolve().parents[1]  # src/cwn
 _METHODS = [("**/web/templates/**.html", "jinja2"), ("**/web/**.py", "python"),
             ("**/access/**.py", "python"), ("**/registry/**.py", "python"),
             ("**/feedback/**.py", "python")]
+# Letters use {% trans %} blocks, whose gettext takes the message first: the default keywords.
+_LETTERS = ("**/deliver/letters/**.txt", "jinja2")
 _KEYWORDS = {"_": None, "gettext": (2,), "N_": None, "translate": (3,), "ngettext": (1, 2),
              "AccessError": (2,), "HTTPException": (2,)}
 
@@ -82,9 +85,13 @@ def pick(accept_language: str | None) -> str:
 
 def extract() -> Catalog:
     cat = Catalog(project="cwn", charset="utf-8")
-    for filename, lineno, message, comments, context in extract_from_dir(
-            str(_SOURCE_DIR), _METHODS, keywords=_KEYWORDS,
-            options_map={"**/web/templates/**.html": {"extensions": "jinja2.ext.i18n"}}):
+    found = chain(
+        extract_from_dir(str(_SOURCE_DIR), _METHODS, keywords=_KEYWORDS,
+                         options_map={_METHODS[0][0]: {"extensions": "jinja2.ext.i18n"}}),
+        extract_from_dir(str(_SOURCE_DIR), [_LETTERS],
+                         options_map={_LETTERS[0]: {"extensions": "jinja2.ext.i18n",
+                                                    "trimmed": "true"}}))
+    for filename, lineno, message, comments, context in found:
         if isinstance(message, tuple) and len(message) > 2:
             message = message[:2]
         if message:
