@@ -101,7 +101,9 @@ def registry(n_orgs: int, n_assets: int, seed: int = 7) -> tuple[pa.Table, pa.Ta
              ip_version=pa.repeat(pa.scalar(6, pa.int16()), n6),
              ip_hi=pa.array(_signed(hi6)), ip_lo=pa.array(_signed(np.zeros(n6, np.uint64))),
              prefixlen=pa.array(lens6.astype(np.int16))),
-        part("asn", owner(nasn), pc.cast(pa.array(asns), pa.string()), asn=pa.array(asns)),
+        part("asn", owner(nasn),  # canonical text, as the importer stores it: AS64496
+             pc.binary_join_element_wise("AS", pc.cast(pa.array(asns), pa.string()), ""),
+             asn=pa.array(asns)),
         part("domain", owner_dom, doms),
     ])
     return orgs, assets

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ipaddress
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -27,6 +28,7 @@ from cwn.registry import claims
 from cwn.registry.dnscheck import lookup_txt, parse_nameserver
 from cwn.registry.format import parse_document
 from cwn.registry.importer import import_registry
+from cwn.registry.netaddr import parse_cidr
 from cwn.wiring import Services, build
 from dns_server import DnsServer
 from publicdata_http import LoopbackServer, Reply
@@ -667,3 +669,51 @@ def test_security_txt_is_never_fetched_from_a_non_public_host(
     assert (why is None) if refused is None else (refused in (why or ""))
     assert _internal_target("http://127.0.0.1:8000/{domain}", "bakkerij.nl",
                             lambda host: ["127.0.0.1"]) is None
+
+
+def _random_networks(seed: int, n: int) -> list[str]:
+    """Networks that nest, touch and straddle: IPv4 under 145.0.0.0/8, IPv6 under 2a02::/16
+    with prefixes around the 64-bit half the storage splits at."""
+    import random
+
+    rng = random.Random(seed)
+    out: set[str] = set()
+    while len(out) < n:
+        if rng.random() < 0.5:
+            plen = rng.randint(9, 32)
+            addr = (145 << 24) | rng.getrandbits(24)
+            out.add(str(ipaddress.ip_network((addr, plen), strict=False)))
+        else:
+            plen = rng.choice([17, 24, 32, 48, 56, 60, 63, 64, 65, 72, 96, 127, 128])
+            # three upper halves only, so many networks share or neighbour one
+            addr = (0x2A02 << 112) | (rng.randrange(3) << 64) | rng.getrandbits(64)
+            out.add(str(ipaddress.ip_network((addr, plen), strict=False)))
+    return sorted(out)
+
+
+def test_cidr_overlaps_match_a_brute_force_check(svc: Services) -> None:
+    """The index-friendly SQL (IPv6 split in two signed halves) finds exactly the networks
+    that contain or lie inside the claimed one, and nothing that merely borders it."""
+    held = _random_networks(1, 300)
+    with svc.sessions.begin() as s:
+        s.add(Organization(id="many", name="Veel B.V."))
+        for value in held:
+            enc = parse_cidr(value)
+            s.add(Asset(org_id="many", type="cidr", value=value, ip_version=enc.ip_version,
+                        ip_hi=enc.ip_hi, ip_lo=enc.ip_lo, prefixlen=enc.prefixlen,
+                        verified=True))
+    # with what the fixture gave the other organisation (ours never counts)
+    nets = [ipaddress.ip_network(v) for v in [*held, "145.100.0.0/16", "2a02:58::/32"]]
+    probes = _random_networks(2, 150) + held[::10]
+    with svc.sessions() as s:
+        for value in probes:
+            probe = ipaddress.ip_network(value)
+            want = {str(n) for n in nets if n.version == probe.version and n.overlaps(probe)}
+            got = claims.find_overlaps(s, ME, claims.Normalised("cidr", value, network=probe))
+            keys = [(o["org_id"], o["value"]) for o in got]
+            assert keys == sorted(keys)
+            values = [v for _, v in keys]
+            if len(want) <= 100:
+                assert set(values) == want, value
+            else:  # the list shown is capped; every entry on it is a true overlap
+                assert len(values) == 100 and set(values) <= want, value

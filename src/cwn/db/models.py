@@ -62,6 +62,8 @@ class Asset(Base):
         # Also serves lookups by org_id (leading column): no separate index to maintain.
         UniqueConstraint("org_id", "type", "value", name="uq_assets_org_type_value"),
         Index("ix_assets_type_value", "type", "value"),
+        # Overlap checks on claims: a range or point lookup instead of a scan of every asset.
+        Index("ix_assets_net", "ip_version", "ip_hi", "ip_lo"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

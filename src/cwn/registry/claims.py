@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from sqlalchemy import and_, false, func, or_, select, tuple_
+from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from cwn.access.errors import AccessError
@@ -183,10 +183,13 @@ def _stored(addr: int, version: int) -> tuple[int | None, int]:
     return (addr >> 64) - SIGN, (addr & 0xFFFF_FFFF_FFFF_FFFF) - SIGN
 
 
-def _cidr_overlap_clause(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Any:
-    """SQL for "this asset's network contains or is contained in `net`". Containing
-    networks are the few aligned supernets (one tuple per shorter prefix length); contained
-    ones start inside `net` with a prefix at least as long. Index-friendly and portable."""
+def _cidr_overlap_clauses(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[Any]:
+    """SQL for "this asset's network is inside `net`" and for "it contains `net`", as two
+    separate conditions so each is a range or point lookup on `ix_assets_net`; OR-ed into
+    one, both databases scanned every asset (4.5 s at 4 million). Containing networks are
+    the few aligned supernets (one per shorter prefix length); contained ones start inside
+    `net` with a prefix at least as long. IPv4 rows have no `ip_hi` (NULL), so the IPv4
+    conditions say so, which lets the index's middle column be used."""
     v = net.version
     bits = 32 if v == 4 else 128
     first, last = int(net.network_address), int(net.broadcast_address)
@@ -194,40 +197,55 @@ def _cidr_overlap_clause(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> 
     for k in range(net.prefixlen):
         mask = ((1 << bits) - 1) ^ ((1 << (bits - k)) - 1)
         hi, lo = _stored(first & mask, v)
-        supers.append((k, hi, lo) if v == 6 else (k, lo))
+        supers.append((k, hi, lo))
     (f_hi, f_lo), (l_hi, l_lo) = _stored(first, v), _stored(last, v)
     if v == 4:
-        inside = and_(Asset.ip_lo >= f_lo, Asset.ip_lo <= l_lo)
-        containing = tuple_(Asset.prefixlen, Asset.ip_lo).in_(supers) if supers else false()
+        inside = and_(Asset.ip_hi.is_(None), Asset.ip_lo >= f_lo, Asset.ip_lo <= l_lo)
+        containing = and_(Asset.ip_hi.is_(None), Asset.ip_lo.in_({s[2] for s in supers}),
+                          tuple_(Asset.prefixlen, Asset.ip_lo).in_(
+                              [(k, lo) for k, _, lo in supers]))
     else:
-        inside = and_(or_(Asset.ip_hi > f_hi, and_(Asset.ip_hi == f_hi, Asset.ip_lo >= f_lo)),
-                      or_(Asset.ip_hi < l_hi, and_(Asset.ip_hi == l_hi, Asset.ip_lo <= l_lo)))
-        containing = (tuple_(Asset.prefixlen, Asset.ip_hi, Asset.ip_lo).in_(supers)
-                      if supers else false())
-    return and_(Asset.type == "cidr", Asset.ip_version == v,
-                or_(and_(inside, Asset.prefixlen >= net.prefixlen), containing))
+        # the first and last 64-bit halves bound the range; rows at the edge halves are
+        # checked on ip_lo too
+        inside = and_(Asset.ip_hi >= f_hi, Asset.ip_hi <= l_hi,
+                      or_(Asset.ip_hi > f_hi, Asset.ip_lo >= f_lo),
+                      or_(Asset.ip_hi < l_hi, Asset.ip_lo <= l_lo))
+        containing = and_(Asset.ip_hi.in_({s[1] for s in supers}),
+                          tuple_(Asset.prefixlen, Asset.ip_hi, Asset.ip_lo).in_(supers))
+    scope = and_(Asset.type == "cidr", Asset.ip_version == v)
+    out = [and_(scope, inside, Asset.prefixlen >= net.prefixlen)]
+    if supers:
+        out.append(and_(scope, containing))
+    return out
 
 
 def find_overlaps(session: Session, org_id: str, n: Normalised) -> list[dict[str, Any]]:
-    """Other organisations' assets (verified or not) that overlap the claimed value."""
+    """Other organisations' assets (verified or not) that overlap the claimed value: up to
+    100, sorted by organisation. One query per condition, none ordered in SQL: with table
+    statistics, both databases otherwise preferred walking the unique (org_id, ...) index
+    for its order, a scan of every asset, over the lookups below."""
     if n.network is not None:
-        cond = _cidr_overlap_clause(n.network)
+        conds = _cidr_overlap_clauses(n.network)
     elif n.asn is not None:
-        cond = and_(Asset.type == "asn", Asset.asn == n.asn)
+        conds = [and_(Asset.type == "asn", Asset.value == n.value, Asset.asn == n.asn)]
     else:
         labels = n.value.split(".")
         parents = [".".join(labels[i:]) for i in range(len(labels) - 1)]
-        cond = and_(Asset.type == "domain",
-                    or_(Asset.value.in_(parents),
-                        Asset.value.endswith("." + n.value, autoescape=True)))
-    rows = session.execute(
-        select(Asset.org_id, Organization.name, Asset.type, Asset.value, Asset.verified,
-               Asset.source)
-        .join(Organization, Organization.id == Asset.org_id)
-        .where(cond, Asset.org_id != org_id)
-        .order_by(Asset.org_id, Asset.value).limit(100)).all()
-    return [{"org_id": r[0], "org_name": r[1], "type": r[2], "value": r[3],
-             "verified": bool(r[4]), "source": r[5]} for r in rows]
+        conds = [and_(Asset.type == "domain", Asset.value.in_(parents)),
+                 # subdomains: a suffix match is a scan of the domain entries of the
+                 # (type, value) index, about 0.1 µs each
+                 and_(Asset.type == "domain",
+                      Asset.value.endswith("." + n.value, autoescape=True))]
+    found: set[tuple[Any, ...]] = set()
+    for cond in conds:
+        found.update(session.execute(
+            select(Asset.org_id, Asset.value, Organization.name, Asset.type, Asset.verified,
+                   Asset.source)
+            .join(Organization, Organization.id == Asset.org_id)
+            .where(cond, Asset.org_id != org_id).limit(100)).all())
+    return [{"org_id": org, "org_name": name, "type": type_, "value": value,
+             "verified": bool(verified), "source": source}
+            for org, value, name, type_, verified, source in sorted(found)[:100]]
 
 
 # -- claiming --------------------------------------------------------------------------------
