@@ -18,12 +18,13 @@ which is where everything that happened to a case is counted, so the source stat
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
+    Select,
     String,
     case,
     cast,
@@ -172,14 +173,16 @@ class FeedbackRow:
     answer: str | None
 
 
+def _feedback_rows() -> Select[Any]:
+    """The columns of a FeedbackRow, in its order."""
+    return select(*(getattr(CaseFeedback, f.name) for f in fields(FeedbackRow)))
+
+
 def open_feedback(conn_or_session: Connection | Session, *, limit: int = 200
                   ) -> list[FeedbackRow]:
     """Feedback waiting for the desk: "not ours" and questions nobody answered yet."""
     conn = _connection(conn_or_session)
-    rows = conn.execute(select(
-        CaseFeedback.id, CaseFeedback.case_id, CaseFeedback.org_id, CaseFeedback.kind,
-        CaseFeedback.text, CaseFeedback.actor, CaseFeedback.via, CaseFeedback.at,
-        CaseFeedback.answered_at, CaseFeedback.answer)
+    rows = conn.execute(_feedback_rows()
         .where(CaseFeedback.kind.in_(("not_ours", "question")),
                CaseFeedback.answered_at.is_(None))
         .order_by(CaseFeedback.at, CaseFeedback.id).limit(limit)).all()
@@ -199,10 +202,7 @@ def case_feedback(conn_or_session: Connection | Session, case_id: str, org_id: s
                   ) -> list[FeedbackRow]:
     """Everything `org_id` said about its case, oldest first (with the desk's answers)."""
     conn = _connection(conn_or_session)
-    rows = conn.execute(select(
-        CaseFeedback.id, CaseFeedback.case_id, CaseFeedback.org_id, CaseFeedback.kind,
-        CaseFeedback.text, CaseFeedback.actor, CaseFeedback.via, CaseFeedback.at,
-        CaseFeedback.answered_at, CaseFeedback.answer)
+    rows = conn.execute(_feedback_rows()
         .where(CaseFeedback.case_id == case_id, CaseFeedback.org_id == org_id)
         .order_by(CaseFeedback.at, CaseFeedback.id)).all()
     return [FeedbackRow(**r._asdict()) for r in rows]

@@ -731,16 +731,7 @@ def reject(session: Session, claim_id: str, *, actor: str, reason: str) -> Asset
     why = (reason or "").strip()
     if not why:
         raise _err("reason_required", "Give a reason: the organisation sees it.")
-    before = claim_snapshot(c)
-    changed = _drop_asset(session, c, actor)
-    c.state, c.note = "rejected", why[:2000]
-    c.decided_by, c.decided_at = actor, utcnow()
-    c.confirm_hash = None
-    _audit_claim(session, actor, "reject", c, before)
-    session.flush()
-    if changed:
-        bump_version(session)
-    return c
+    return _close(session, c, actor, "rejected", "reject", note=why[:2000])
 
 
 def withdraw(session: Session, claim_id: str, *, org_id: str | None,
@@ -750,12 +741,21 @@ def withdraw(session: Session, claim_id: str, *, org_id: str | None,
     c = get_claim(session, claim_id, org_id)
     if c.state not in (*OPEN_STATES, "verified"):
         raise _err("claim_closed", f"This claim is already {c.state}.", 409)
+    return _close(session, c, actor, "withdrawn", "withdraw")
+
+
+def _close(session: Session, c: AssetClaim, actor: str, state: str, action: str, *,
+           note: str | None = None) -> AssetClaim:
+    """End a claim: the asset it created goes (verified or not), the
+    confirmation link dies, the change is audited and attribution sees it."""
     before = claim_snapshot(c)
     changed = _drop_asset(session, c, actor)
-    c.state = "withdrawn"
+    c.state = state
+    if note is not None:
+        c.note = note
     c.decided_by, c.decided_at = actor, utcnow()
     c.confirm_hash = None
-    _audit_claim(session, actor, "withdraw", c, before)
+    _audit_claim(session, actor, action, c, before)
     session.flush()
     if changed:
         bump_version(session)
