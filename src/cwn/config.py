@@ -111,6 +111,8 @@ class Settings(BaseSettings):
                                        description="The same, per client address.")
     login_window_minutes: int = Field(default=15, ge=1, description="Throttle window.")
     invitation_days: int = Field(default=7, ge=1, description="Invitation links expire.")
+    password_reset_minutes: int = Field(default=60, ge=5, le=1440,
+                                        description="Password reset links expire.")
     dns_nameserver: str | None = Field(default=None, description="host[:port] to ask for DNS "
                                        "TXT challenges; default: the system resolver.")
     contact_confirm_days: int = Field(default=90, ge=1, description="Contacts not confirmed "

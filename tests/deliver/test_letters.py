@@ -32,6 +32,12 @@ LETTERS: list[tuple[str, dict[str, Any], tuple[str, str]]] = [
                           "since": "2026-01-02", "link": LONG_LINK,
                           "portal": "https://portal.cwn.example/contacts", "days": 30},
      ("rol: beveiliging", "role: security")),
+    ("password_reset", {"name": "Jan", "link": LONG_LINK, "minutes": 60, "ip": "192.0.2.7",
+                        "desk": "CWN"},
+     ("60 minuten lang", "for 60 minutes")),
+    ("password_reset", {"name": "Jan", "link": LONG_LINK, "minutes": 60, "ip": None,
+                        "desk": "CWN"},
+     ("uw wachtwoord verandert niet", "your password does not change")),
 ]
 
 

@@ -9,7 +9,8 @@ the DNS record and has it checked. A real Shadowserver report about the organisa
 network then opens cases and mails them; the administrator finds the case in the inbox,
 reads its events and advice, reports it fixed and sees it resolved. The recipient of the
 mail opens the case from the mail's link without an account; and the page speaks Dutch or
-English on request.
+English on request. Beside it: an operator approves a sign-up and an overlapping claim,
+and a user who forgot the password replaces it through the mailed link.
 
 Every step leaves a full-page screenshot in `$CWN_TEST_ARTIFACTS/screenshots` (default
 `test-artifacts/screenshots` in the repository). SQLite only: one backend is enough for
@@ -41,6 +42,7 @@ from cwn.registry.importer import import_registry
 from cwn.web.i18n import gettext
 from notify_support import Received
 from web_live import Live, live_portal
+from web_support import make_user
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -424,4 +426,42 @@ def test_the_operator_approves_a_sign_up_and_an_overlapping_claim(
     expect(page.locator("main")).to_contain_text("user:desk@cwn.example")
     expect(page.locator("main")).to_contain_text("claim")
     shot(page, "audit-log")
+    ctx.close()
+
+
+def test_a_forgotten_password_is_replaced_through_the_mailed_link(
+        browser: Browser, live: Live) -> None:
+    shot = Camera("password-reset")
+    register_organisation(live)
+    user = "piet@bakkerij-dekorrel.nl"
+    make_user(live.svc, user, "org_user", org_id=ORG, totp=False)
+    ctx = _context(browser, live)
+    page = ctx.new_page()
+    page.goto("/login")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.wait_for_url(re.compile(r"/password/forgot$"))
+    page.get_by_label("E-mail address").fill(user)
+    shot(page, "ask")
+    page.get_by_role("button", name="Send me a link").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your mail")
+    shot(page, "check-your-mail")
+    mails = live.mails_to(user)
+    assert len(mails) == 1
+    page.goto(live.link_in(mails[0], "/password/reset/"))
+    expect(page.locator("main")).to_contain_text(user)
+    new = "een veel beter wachtwoord 2026"
+    page.get_by_label("New password").fill(new)
+    page.get_by_label("Password again").fill(new)
+    shot(page, "choose")
+    page.get_by_role("button", name="Save the new password").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Password changed")
+    shot(page, "changed")
+    page.get_by_role("link", name="Sign in").last.click()
+    page.wait_for_url(re.compile(r"/login"))
+    page.get_by_label("E-mail address").fill(user)
+    page.get_by_label("Password").fill(new)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/inbox"))
+    expect(page.locator("header")).to_contain_text(user)
+    shot(page, "signed-in")
     ctx.close()

@@ -78,6 +78,20 @@ class Invitation(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class PasswordReset(Base):
+    """A one-time link, mailed on request, that lets an active user choose a new password.
+    Only the hash of the token is stored; the second factor is not reset by it."""
+
+    __tablename__ = "password_resets"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ip: Mapped[str | None] = mapped_column(String(64))  # who asked, for the audit trail
+
+
 class WebSession(Base):
     """A signed-in browser. `stage` is `password` between the password and the TOTP step,
     `full` after; only `full` sessions may do anything."""

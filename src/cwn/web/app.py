@@ -134,10 +134,19 @@ def _routers() -> tuple[list[APIRouter], list[APIRouter]]:
     from cwn.web.api import partner as api_partner
     from cwn.web.api import prefs as api_prefs
     from cwn.web.api import submit as api_submit
-    from cwn.web.pages import account, assets, auth, contacts, inbox, operator, partner
+    from cwn.web.pages import (
+        account,
+        assets,
+        auth,
+        contacts,
+        inbox,
+        operator,
+        partner,
+        password,
+    )
 
-    pages = [auth.router, account.router, inbox.router, assets.router, contacts.router,
-             operator.router, partner.router]
+    pages = [auth.router, password.router, account.router, inbox.router, assets.router,
+             contacts.router, operator.router, partner.router]
     apis = [api_me.router, api_cases.router, api_assets.router, api_prefs.router,
             api_submit.router, api_partner.router]
     return pages, apis

@@ -1,5 +1,5 @@
-"""The invitation mail, in Dutch and English (Dutch first), shared by `cwn users invite`
-and the portal's user management."""
+"""Account mails (invitation, approval, password reset), in Dutch and English (Dutch
+first), shared by `cwn users invite` and the portal."""
 
 from __future__ import annotations
 
@@ -28,4 +28,16 @@ def approval_text(settings: Settings, user: User, org_name: str) -> tuple[str, s
 def send_approval(settings: Settings, user: User, org_name: str) -> str:
     """Tell a self-signed-up person that they can sign in (best effort for the caller)."""
     subject, text = approval_text(settings, user, org_name)
+    return send_mail(settings, to=user.email, subject=subject, text=text)
+
+
+def reset_link(settings: Settings, raw: str) -> str:
+    return f"{settings.public_url.rstrip('/')}/password/reset/{raw}"
+
+
+def send_password_reset(settings: Settings, user: User, raw: str, ip: str | None) -> str:
+    subject, text = letters.render("password_reset", name=user.name or user.email,
+                                   link=reset_link(settings, raw),
+                                   minutes=settings.password_reset_minutes, ip=ip,
+                                   desk=settings.desk_name)
     return send_mail(settings, to=user.email, subject=subject, text=text)
