@@ -114,6 +114,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     # own account
     ("GET", "/account"): Rule(SIGNED_IN),
     ("POST", "/account/language"): Rule(SIGNED_IN, {"language": "en"}),
+    ("POST", "/account/password"): Rule(SIGNED_IN, {"current": "x" * 16, "password": "y" * 16,
+                                                     "password2": "y" * 16}),
+    ("POST", "/account/sessions/end-others"): Rule(SIGNED_IN),
     ("POST", "/account/tokens"): Rule(ORG_ADMIN, {"name": "matrix"}),
     ("POST", "/account/tokens/{token_id}/revoke"): Rule(ORG_ADMIN),
     # the organisation's cases

@@ -179,3 +179,66 @@ def test_bad_reset_requests_are_4xx_not_500(web_app: App) -> None:
     assert client.get("/password/reset/nonsense").status_code == 404
     assert client.post("/password/reset/nonsense", data={
         "password": NEW, "password2": NEW, "csrf_token": token}).status_code == 404
+
+
+# -- a signed-in person changes the password ------------------------------------------------
+
+
+def _change(client: TestClient, current: str, new: str, again: str | None = None
+            ) -> tuple[int, str]:
+    r = client.post("/account/password", data={
+        "current": current, "password": new, "password2": new if again is None else again,
+        "csrf_token": csrf(client, "/account")})
+    return r.status_code, r.text
+
+
+def test_a_signed_in_person_changes_the_password_with_the_current_one(
+        web_app: App, client_factory) -> None:  # type: ignore[no-untyped-def]
+    client, svc = web_app
+    make_org(svc, "bakery")
+    make_user(svc, "u@bakkerij.nl", "org_user", org_id="bakery", totp=False)
+    login(client, "u@bakkerij.nl")
+    elsewhere = client_factory()
+    login(elsewhere, "u@bakkerij.nl")
+    assert "signed in on 1 other browser" in client.get("/account").text
+
+    assert _change(client, "not my password", NEW)[0] == 422
+    assert _change(client, PASSWORD, NEW, NEW + "!")[0] == 422
+    status, text = _change(client, PASSWORD, "short")
+    assert status == 422 and "too weak" in text
+    status, text = _change(client, PASSWORD, NEW)
+    assert status == 200 and "1 other browser was signed out" in text
+
+    assert client.get("/account").status_code == 200  # this browser stays signed in
+    assert elsewhere.get("/account").status_code == 303
+    login(elsewhere, "u@bakkerij.nl", NEW)
+    with svc.sessions() as s:
+        events = [(e.after or {}).get("event") for e in s.scalars(
+            select(AuditEntry).where(AuditEntry.entity == "user"))]
+    assert "password_changed" in events
+
+
+def test_guessing_the_current_password_is_throttled(web_app: App) -> None:
+    client, svc = web_app
+    make_org(svc, "bakery")
+    make_user(svc, "u@bakkerij.nl", "org_user", org_id="bakery", totp=False)
+    login(client, "u@bakkerij.nl")
+    for _ in range(svc.settings.login_max_failures):
+        assert _change(client, "a wrong guess", NEW)[0] == 422
+    assert _change(client, PASSWORD, NEW)[0] == 429  # even the right one waits
+
+
+def test_sign_out_everywhere_else_keeps_this_browser(
+        web_app: App, client_factory) -> None:  # type: ignore[no-untyped-def]
+    client, svc = web_app
+    make_org(svc, "bakery")
+    make_user(svc, "u@bakkerij.nl", "org_user", org_id="bakery", totp=False)
+    login(client, "u@bakkerij.nl")
+    others = [client_factory(), client_factory()]
+    for other in others:
+        login(other, "u@bakkerij.nl")
+    r = client.post("/account/sessions/end-others",
+                    data={"csrf_token": csrf(client, "/account")})
+    assert r.status_code == 200 and "2 other browsers were signed out" in r.text
+    assert client.get("/account").status_code == 200
+    assert [o.get("/account").status_code for o in others] == [303, 303]

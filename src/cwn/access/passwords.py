@@ -31,7 +31,9 @@ def password_problem(password: str, email: str) -> str | None:
     """Why a new password is refused (a message key), or None."""
     if len(password) < MIN_LENGTH:
         return "password_too_short"
-    if password.lower() in email.lower() or email.split("@")[0].lower() in password.lower():
+    local = email.split("@")[0].lower()
+    # a short local part ("u@", "jo@") is in many good passwords: only a name-sized one counts
+    if password.lower() in email.lower() or (len(local) >= 4 and local in password.lower()):
         return "password_like_email"
     if len(set(password)) < 5:
         return "password_too_simple"

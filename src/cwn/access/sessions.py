@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from cwn.access.secrets import random_token, token_hash
@@ -62,3 +62,16 @@ def end(s: Session, raw: str | None) -> None:
 
 def end_all(s: Session, user_id: str) -> None:
     s.execute(delete(WebSession).where(WebSession.user_id == user_id))
+
+
+def end_others(s: Session, user_id: str, keep: WebSession) -> int:
+    """Sign the account out of every other browser; returns how many sessions ended."""
+    res = s.connection().execute(delete(WebSession).where(
+        WebSession.user_id == user_id, WebSession.id_hash != keep.id_hash))
+    return int(res.rowcount or 0)
+
+
+def count_others(s: Session, user_id: str, keep: WebSession) -> int:
+    return int(s.scalar(select(func.count()).select_from(WebSession).where(
+        WebSession.user_id == user_id, WebSession.id_hash != keep.id_hash,
+        WebSession.expires_at > utcnow())) or 0)

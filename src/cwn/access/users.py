@@ -229,6 +229,29 @@ def authenticate(s: Session, email: str, password: str) -> User | None:
     return user
 
 
+def change_password(s: Session, settings: Settings, user: User, current: str, new: str, *,
+                    ip: str | None) -> None:
+    """A signed-in person's own change. The current password is asked again (a session
+    left open on a shared computer must not be enough) and wrong guesses count towards the
+    sign-in throttle. The caller ends the account's other sessions."""
+    from cwn.access import throttle
+
+    if throttle.blocked(s, settings, user.email, ip):
+        raise AccessError("throttled", "Too many failed attempts. Wait a quarter of an hour "
+                          "and try again.", 429)
+    if not passwords.verify_password(user.password_hash, current):
+        throttle.failed(s, user.email, ip)
+        raise AccessError("wrong_password", "The current password is not right.", 422)
+    problem = passwords.password_problem(new, user.email)
+    if problem:
+        raise AccessError(problem, "the password is too weak (at least 12 characters, not "
+                          "like the e-mail address)", 422)
+    before = snapshot(user)
+    user.password_hash = passwords.hash_password(new)
+    record(s, f"user:{user.email}", "update", "user", user.email, before,
+           {**snapshot(user), "event": "password_changed"})
+
+
 def begin_totp(s: Session, box: SecretBox, user: User) -> str:
     """A new seed for an account that has none confirmed yet (shown as a QR code)."""
     if user.totp_enabled:
