@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from authz_world import world  # noqa: F401  (the authorisation matrix's world, a fixture)
 from cwn.config import Settings
 from cwn.web.app import create_app
 from cwn.wiring import Services, build
