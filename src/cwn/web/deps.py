@@ -37,6 +37,11 @@ async def db(request: Request) -> AsyncIterator[Session]:
     """An ORM session per request. An async generator, so opening and closing it costs no
     thread-pool hop (a session connects lazily, on first use, wherever that runs)."""
     s = services(request).sessions()
+    if request.method == "GET" and request.url.path.startswith("/api/") and \
+            s.get_bind().dialect.name == "postgresql":
+        # A read: no BEGIN and no ROLLBACK round trips. Each statement is its own
+        # snapshot, so a list's total and page come from one statement.
+        s.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     try:
         yield s
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 from sqlalchemy import Connection, Integer, String, bindparam, func, literal_column, or_, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from cwn.archive.events import EventArchive
@@ -173,6 +174,18 @@ def _json_row(dialect: str) -> Any:
     raise NotImplementedError(f"no JSON rendering for {dialect}")
 
 
+@lru_cache(maxsize=256)
+def _combined_pg(shape: tuple[str, ...]) -> Any:
+    """PostgreSQL: the total and the page's JSON items in one statement, so one round
+    trip and one snapshot (the items joined by commas, in the page's order)."""
+    count, page = _case_statements(shape, "postgresql")
+    rows = page.with_only_columns(_json_row("postgresql").label("j"), Case.last_seen,
+                                  Case.id).subquery()
+    items = select(func.string_agg(rows.c.j, aggregate_order_by(
+        literal_column("','"), rows.c.last_seen.desc(), rows.c.id.desc())))
+    return select(count.scalar_subquery(), items.scalar_subquery())
+
+
 def _core(db: Db) -> Connection:
     """The session's connection: Core statements skip the ORM's per-statement work."""
     return db.connection() if isinstance(db, Session) else db
@@ -183,6 +196,10 @@ def _case_page(db: Db, org_id: str, f: CaseFilter | None, page: int, per_page: i
     page, per_page = check_paging(page, per_page)
     conn = _core(db)
     shape, params = _case_params(org_id, f or CaseFilter())
+    if as_json and conn.dialect.name == "postgresql":
+        total_, joined = conn.execute(_combined_pg(shape), {
+            **params, "limit": per_page, "offset": (page - 1) * per_page}).one()
+        return ([joined] if joined else []), int(total_ or 0)
     count, page_q = _case_statements(shape, conn.dialect.name if as_json else None)
     total = int(conn.execute(count, params).scalar() or 0)
     if total <= (page - 1) * per_page:
