@@ -5,6 +5,8 @@ from __future__ import annotations
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from cwn.access.errors import AccessError
+
 _HASHER = PasswordHasher()  # argon2id, the library's current recommended parameters
 _DUMMY = _HASHER.hash("cwn-dummy-password-for-timing")
 
@@ -38,3 +40,11 @@ def password_problem(password: str, email: str) -> str | None:
     if len(set(password)) < 5:
         return "password_too_simple"
     return None
+
+
+def require_strong(password: str, email: str) -> None:
+    """Refuse a new password with the one message every form shows (422)."""
+    problem = password_problem(password, email)
+    if problem:
+        raise AccessError(problem, "the password is too weak (at least 12 characters, not "
+                          "like the e-mail address)", 422)

@@ -74,10 +74,7 @@ def link(s: Session, raw: str, *, now: datetime | None = None) -> tuple[Password
 def complete(s: Session, settings: Settings, raw: str, password: str) -> User:
     """Set the new password, void the link, and sign the account out everywhere."""
     reset, user = link(s, raw)
-    problem = passwords.password_problem(password, user.email)
-    if problem:
-        raise AccessError(problem, "the password is too weak (at least 12 characters, not "
-                          "like the e-mail address)", 422)
+    passwords.require_strong(password, user.email)
     before = snapshot(user)
     user.password_hash = passwords.hash_password(password)
     reset.used_at = utcnow()

@@ -108,10 +108,7 @@ def invitation(s: Session, raw: str) -> tuple[Invitation, User]:
 
 def accept(s: Session, raw: str, password: str) -> User:
     inv, user = invitation(s, raw)
-    problem = passwords.password_problem(password, user.email)
-    if problem:
-        raise AccessError(problem, "the password is too weak (at least 12 characters, not "
-                          "like the e-mail address)", 422)
+    passwords.require_strong(password, user.email)
     before = snapshot(user)
     user.password_hash = passwords.hash_password(password)
     user.status = "active"
@@ -128,10 +125,7 @@ def signup(s: Session, *, email: str, password: str, name: str, organisation: st
     email = normal_email(email)
     if s.scalar(select(User).where(User.email == email)) is not None:
         raise AccessError("user_exists", f"{email} already has an account", 409)
-    problem = passwords.password_problem(password, email)
-    if problem:
-        raise AccessError(problem, "the password is too weak (at least 12 characters, not "
-                          "like the e-mail address)", 422)
+    passwords.require_strong(password, email)
     kvk = (kvk or "").strip() or None
     if kvk is not None and not re.fullmatch(r"\d{8}", kvk):
         raise AccessError("bad_kvk", "a KvK number has 8 digits", 422)
@@ -242,10 +236,7 @@ def change_password(s: Session, settings: Settings, user: User, current: str, ne
     if not passwords.verify_password(user.password_hash, current):
         throttle.failed(s, user.email, ip)
         raise AccessError("wrong_password", "The current password is not right.", 422)
-    problem = passwords.password_problem(new, user.email)
-    if problem:
-        raise AccessError(problem, "the password is too weak (at least 12 characters, not "
-                          "like the e-mail address)", 422)
+    passwords.require_strong(new, user.email)
     before = snapshot(user)
     user.password_hash = passwords.hash_password(new)
     record(s, f"user:{user.email}", "update", "user", user.email, before,
