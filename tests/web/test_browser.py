@@ -464,4 +464,8 @@ def test_a_forgotten_password_is_replaced_through_the_mailed_link(
     page.wait_for_url(re.compile(r"/inbox"))
     expect(page.locator("header")).to_contain_text(user)
     shot(page, "signed-in")
+    page.get_by_role("link", name="Account").click()
+    expect(page.get_by_role("button", name="Change my password")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("signed in on 0 other browsers")
+    shot(page, "account")
     ctx.close()
