@@ -27,7 +27,7 @@ from cwn.wiring import Services, build
 OBSERVED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 # file -> (STIX objects, events, sorted (field, value) of the events); read off the samples.
-SAMPLES: dict[str, tuple[int, int, list[tuple[str, str]]]] = {
+SAMPLES: dict[str, tuple[int, int, list[tuple[str, Any]]]] = {
     "apt1.json": (76, 7, [
         ("source.fqdn", "arrowservice.net"), ("source.fqdn", "hugesoft.org"),
         ("source.fqdn", "msnhome.org"), ("source.network", "112.64.0.0/15"),
@@ -40,10 +40,13 @@ SAMPLES: dict[str, tuple[int, int, list[tuple[str, str]]]] = {
     "infrastructure.json": (10, 0, []),
     # e-mail subject / attachment name patterns: nothing cwn can route
     "malicious-email-indicator-with-attachment.json": (6, 0, []),
-    # indicator and observed-data name the same domain: one event; the AS is not mapped
-    "misp-stix_test_event1_stix21.json": (9, 1, [("source.fqdn", "circl.lu")]),
+    # indicator and observed-data name the same domain: one event; an observation of
+    # AS174 alone: an event about the AS
+    "misp-stix_test_event1_stix21.json": (9, 2, [("source.asn", 174),
+                                                 ("source.fqdn", "circl.lu")]),
 }
-VALUE_FIELDS = ("source.ip", "source.network", "source.fqdn", "source.url", "source.account")
+VALUE_FIELDS = ("source.ip", "source.network", "source.fqdn", "source.url", "source.account",
+                "source.asn")
 
 
 def _parse(doc: Any, **kw: Any):  # type: ignore[no-untyped-def]
@@ -51,11 +54,12 @@ def _parse(doc: Any, **kw: Any):  # type: ignore[no-untyped-def]
     return parse(data, file_name="bundle.json", observed=OBSERVED, **kw)
 
 
-def _values(table: pa.Table) -> list[tuple[str, str]]:
+def _values(table: pa.Table) -> list[tuple[str, Any]]:
+    """Each event's value: the first of VALUE_FIELDS it has (an AS number can also stand
+    beside an address, as the address's AS)."""
     out = []
     for row in table.to_pylist():
-        [(key, value)] = [(k, row[k]) for k in VALUE_FIELDS if row[k] is not None]
-        out.append((key, value))
+        out.append(next((k, row[k]) for k in VALUE_FIELDS if row[k] is not None))
     return sorted(out)
 
 
@@ -135,6 +139,13 @@ def test_apt1_networks_and_domains(shared_data: Path) -> None:
     ("[file:name = 'ipv4-addr:value = \\'198.51.100.4\\'']", []),
     ("[network-traffic:dst_port = 443 AND x509-certificate:issuer = 'CN=x']", []),
     ("not a pattern at all", []),
+    # an AS is named by its number, an integer
+    ("[autonomous-system:number = 64496]", [("autonomous-system", "64496")]),
+    ("[autonomous-system:number IN (64496, 64497)] OR [ipv4-addr:value = '198.51.100.1']",
+     [("autonomous-system", "64496"), ("autonomous-system", "64497"),
+      ("ipv4-addr", "198.51.100.1")]),
+    ("[autonomous-system:number = '64496' OR autonomous-system:name = 'EVIL-AS']", []),
+    ("[ipv4-addr:value = 64496]", []),
 ])
 def test_pattern_scanner(pattern: str, expected: list[tuple[str, str]]) -> None:
     assert pattern_observables(pattern) == expected
@@ -227,6 +238,7 @@ def test_observed_data_by_reference_and_embedded() -> None:
                                       ("source.ip", "192.0.2.9"),
                                       ("source.url", "http://seen.example/x")]
     by_ip = next(r for r in rows if r["source.ip"])
+    assert by_ip["source.asn"] == 64500  # the observation's one AS: the address's AS
     assert by_ip["tlp"] == "AMBER"  # the stricter of the observation and the address
     assert by_ip["time.source"] == datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
     assert (by_ip["classification.taxonomy"], by_ip["classification.type"],
@@ -297,7 +309,9 @@ def _registry(svc: Services) -> None:
         {"id": "lab", "name": "Lab network", "language": "en",
          "assets": [{"type": "cidr", "value": "10.0.0.0/24"}]},
         {"id": "circl", "name": "Circl", "language": "en",
-         "assets": [{"type": "domain", "value": "circl.lu"}]}]}
+         "assets": [{"type": "domain", "value": "circl.lu"}]},
+        {"id": "transit", "name": "Transit AS", "language": "en",
+         "assets": [{"type": "asn", "value": "AS174"}]}]}
     with svc.sessions.begin() as session:
         import_registry(session, RegistryDocument.model_validate(doc), actor="test")
 
@@ -319,7 +333,8 @@ def test_sample_bundles_through_the_pipeline_are_attributed(
     c2 = by_name["indicator-for-c2-ip-address.json"]
     assert (c2.attributed, c2.top_orgs) == (1, {"lab": 1})
     assert by_name["indicators-for-C2-with-COA.json"].top_orgs == {"lab": 1}
-    assert by_name["misp-stix_test_event1_stix21.json"].top_orgs == {"circl": 1}
+    misp = by_name["misp-stix_test_event1_stix21.json"]
+    assert (misp.attributed, misp.top_orgs) == (2, {"circl": 1, "transit": 1})
     assert by_name["apt1.json"].attributed == 0
 
     table = pa.concat_tables(list(svc.events.scan()))

@@ -176,6 +176,27 @@ def test_workers_follow_a_killed_parent_down(served: Served) -> None:
         _get(served.base + "/healthz")
 
 
+def test_workers_still_starting_when_the_parent_is_killed_exit_too(settings: Settings) -> None:
+    """The race behind a flaky run: `kill -9` while a worker was still importing the app,
+    before it could ask the kernel to be told of its parent's death."""
+    build(settings).close()  # the schema exists, as after `cwn init`
+    proc = subprocess.Popen([*_cwn(), "serve"], env=_env(settings, _free_port(), 2),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while len(_workers(proc)) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "no workers started"
+            time.sleep(0.01)
+        children = psutil.Process(proc.pid).children(recursive=True)
+    finally:
+        proc.kill()
+    proc.wait(timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=30)
+    for p in alive:
+        p.kill()
+    assert not alive
+
+
 def _workers(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
     """The serving processes: not multiprocessing's resource tracker beside them, nor a
     killed worker the supervisor has not reaped yet."""

@@ -1,19 +1,22 @@
 """STIX 2.1 in: the network observables of a bundle become events, one per value.
 
 CERTs and threat-intelligence platforms (MISP, OpenCTI ...) share indicators as STIX
-bundles. What cwn can route to an owner are addresses, networks, domain names and URLs, so
-that is what is taken from a bundle:
+bundles. What cwn can route to an owner are addresses, networks, domain names, URLs and AS
+numbers, so that is what is taken from a bundle:
 
 * `indicator` objects (pattern type `stix`): every `<type>:value = '...'` comparison in the
   pattern on `ipv4-addr` / `ipv6-addr` (an address, or a CIDR: `/32` and `/128` are the
   address, larger ones go to `source.network`), `domain-name`, `url` and `email-addr`
-  (`source.account`), combined in any way with AND / OR / observation operators; `IN (...)`
-  sets and `ISSUBSET` on addresses count too. Negated comparisons and every other object
+  (`source.account`), and `autonomous-system:number = <integer>` (`source.asn`), combined
+  in any way with AND / OR / observation operators; `IN (...)` sets and `ISSUBSET` on
+  addresses count too. Negated comparisons and every other object
   path are ignored. This is a scanner over comparison expressions, not a STIX pattern
   grammar: it only has to find the literals an indicator names, never to evaluate it;
 * `observed-data` objects: the same observable types among the objects they reference
   (`object_refs`, or the deprecated embedded `objects`). A value an indicator of the same
-  bundle already names is not repeated (MISP exports both for one attribute).
+  bundle already names is not repeated (MISP exports both for one attribute). An
+  `autonomous-system` among addresses is their AS (`source.asn` on each, when the
+  observation names one AS); an observation of an AS alone is an event about that AS.
 
 Each event gets `time.source` (`valid_from` / `first_observed`, else `created`), a
 classification from the indicator's `indicator_types` (and its name, for C2 and phishing),
@@ -63,7 +66,11 @@ TLP_MARKINGS: dict[str, str] = {
 
 OBSERVABLE_TYPES: frozenset[str] = frozenset(
     {"ipv4-addr", "ipv6-addr", "domain-name", "url", "email-addr"})
-"""STIX cyber-observable types with a value cwn has a field for."""
+"""STIX cyber-observable types with a `value` cwn has a field for."""
+
+_VALUE_PATH: dict[str, str] = {**{t: "value" for t in OBSERVABLE_TYPES},
+                               "autonomous-system": "number"}
+"""The pattern property that names each observable (an AS is named by its number)."""
 
 INDICATOR_CLASSES: tuple[tuple[str, tuple[str, str]], ...] = (
     ("compromised", ("intrusions", "system-compromise")),
@@ -87,15 +94,16 @@ _SNIFF = re.compile(
 """Cheap look at a JSON file's head before paying for a full parse in `looks_like_stix`."""
 
 _LITERAL = r"'(?:[^'\\]|\\.)*'"
+_ITEM = rf"(?:{_LITERAL}|\d+)"  # a string, or an integer (`autonomous-system:number = 64496`)
 _SCAN = re.compile(
     rf"(?P<literal>{_LITERAL})"
     r"|(?<![\w:.-])(?P<type>[a-z0-9][a-z0-9-]*):(?P<path>[A-Za-z0-9_]+(?:[.\[][^\s=!<>]*)?)"
     r"\s*(?P<neg>NOT\s+)?(?P<op>!=|<=|>=|=|<|>|ISSUBSET|ISSUPERSET|MATCHES|LIKE|IN)\s*"
-    rf"(?P<value>{_LITERAL}|\(\s*{_LITERAL}(?:\s*,\s*{_LITERAL})*\s*\))"
+    rf"(?P<value>{_ITEM}|\(\s*{_ITEM}(?:\s*,\s*{_ITEM})*\s*\))"
 )
 """A string literal (skipped, so text inside one is never taken for a comparison) or one
 comparison expression `<type>:<path> [NOT] <op> <literal or set of literals>`."""
-_LITERALS = re.compile(_LITERAL)
+_ITEMS = re.compile(_ITEM)
 _ESCAPE = re.compile(r"\\(.)")
 
 
@@ -109,7 +117,7 @@ def pattern_observables(pattern: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for m in _SCAN.finditer(pattern):
         kind = m.group("type")
-        if kind is None or kind not in OBSERVABLE_TYPES or m.group("path") != "value":
+        if kind is None or m.group("path") != _VALUE_PATH.get(kind):
             continue
         if m.group("neg"):
             continue
@@ -119,9 +127,10 @@ def pattern_observables(pattern: str) -> list[tuple[str, str]]:
         if op not in ("=", "IN", "ISSUBSET"):
             continue
         raw = m.group("value")
-        literals = [raw] if raw.startswith("'") else _LITERALS.findall(raw)
-        for lit in literals:
-            item = (kind, _unquote(lit))
+        for lit in ([raw] if not raw.startswith("(") else _ITEMS.findall(raw)):
+            if (kind == "autonomous-system") != lit.isdigit():
+                continue  # an AS number is an integer; every other value a string
+            item = (kind, lit if lit.isdigit() else _unquote(lit))
             if item[1] and item not in out:
                 out.append(item)
     return out
@@ -142,10 +151,12 @@ def _address_field(value: str) -> tuple[str, str]:
     return "source.network", net.compressed
 
 
-def observable_field(kind: str, value: str) -> tuple[str, str]:
+def observable_field(kind: str, value: str) -> tuple[str, Any]:
     """The IntelMQ field (and value) one observable fills."""
     if kind in ("ipv4-addr", "ipv6-addr"):
         return _address_field(value)
+    if kind == "autonomous-system":
+        return "source.asn", int(value)
     if kind == "domain-name":
         return "source.fqdn", value
     if kind == "url":
@@ -341,19 +352,34 @@ def _observed_events(obj: Mapping[str, Any], bundle: _Bundle,
         "classification.type": UNCLASSIFIED[1],
         "classification.identifier": "stix-observed-data",
     }
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, Any]] = set()
+    found: list[dict[str, Any]] = []
+    systems: dict[int, Mapping[str, Any]] = {}
     for sco in _referenced(obj, bundle):
         kind, value = sco.get("type"), sco.get("value")
+        number = sco.get("number")
+        if kind == "autonomous-system" and isinstance(number, int) and number > 0:
+            systems.setdefault(number, sco)
         if kind not in OBSERVABLE_TYPES or not isinstance(value, str) or not value.strip():
             continue
         key, val = observable_field(str(kind), value)
         if (key, val) in seen:
             continue
         seen.add((key, val))
-        yield {**base, key: val, "tlp": bundle.tlp_of(obj, sco)}
+        found.append({**base, key: val, "tlp": bundle.tlp_of(obj, sco)})
+    if found:
+        # The AS of an observation describes its addresses; it says which one only when
+        # there is a single AS.
+        only = next(iter(systems)) if len(systems) == 1 else None
+        for event in found:
+            yield {**event, "source.asn": only} if only is not None else event
+    else:  # an observation of an AS alone: the AS is what was seen
+        for number, sco in systems.items():
+            yield {**base, "source.asn": number, "tlp": bundle.tlp_of(obj, sco)}
 
 
-_VALUE_KEYS = ("source.ip", "source.network", "source.fqdn", "source.url", "source.account")
+_VALUE_KEYS = ("source.ip", "source.network", "source.fqdn", "source.url", "source.account",
+               "source.asn")
 
 
 def _value_of(event: Mapping[str, Any]) -> tuple[str, str]:

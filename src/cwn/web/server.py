@@ -59,14 +59,18 @@ def check_port_free(host: str, port: int) -> None:
 
 def die_with_parent() -> None:
     """In a worker of `cwn serve` on Linux: get SIGTERM (a graceful stop) when the
-    supervising process dies, however it died. Elsewhere, or when the app runs under some
-    other server, nothing changes."""
-    if not sys.platform.startswith("linux") or os.environ.get(_SERVE_PID) != str(os.getppid()):
+    supervising process dies, however it died. A worker whose supervisor died while it was
+    still starting exits at once. Elsewhere, or when the app runs under some other server,
+    nothing changes."""
+    expected = os.environ.get(_SERVE_PID)
+    if not sys.platform.startswith("linux") or expected is None:
         return
+    if expected != str(os.getppid()):
+        os._exit(1)  # `cwn serve` is gone already: this worker would serve for nobody
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    if os.environ.get(_SERVE_PID) != str(os.getppid()):  # the parent died before prctl
-        os.kill(os.getpid(), signal.SIGTERM)
+    if expected != str(os.getppid()):  # it died between the check and prctl
+        os._exit(1)
 
 
 def serve(opts: ServeOptions) -> None:
