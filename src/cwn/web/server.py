@@ -58,17 +58,22 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def die_with_parent() -> None:
-    """In a worker of `cwn serve` on Linux: get SIGTERM (a graceful stop) when the
-    supervising process dies, however it died. A worker whose supervisor died while it was
-    still starting exits at once. Elsewhere, or when the app runs under some other server,
-    nothing changes."""
+    """In a worker of `cwn serve` on Linux: end when the supervising process dies, however
+    it died. Elsewhere, or when the app runs under some other server, nothing changes.
+
+    The kernel sends SIGKILL the moment the parent dies (`PR_SET_PDEATHSIG`). SIGTERM was
+    tried first: a worker asked to stop gracefully with its supervisor gone sometimes hung
+    in Granian's shutdown (every thread waiting on a futex, so not even a Python watchdog
+    thread could run) and stayed as an orphan. Open requests on it are cut, as they are
+    with the supervisor gone anyway. A worker whose parent died before this was set up
+    exits at once."""
     expected = os.environ.get(_SERVE_PID)
     if not sys.platform.startswith("linux") or expected is None:
         return
     if expected != str(os.getppid()):
         os._exit(1)  # `cwn serve` is gone already: this worker would serve for nobody
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if expected != str(os.getppid()):  # it died between the check and prctl
         os._exit(1)
 
