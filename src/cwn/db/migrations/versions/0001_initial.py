@@ -1,8 +1,8 @@
-"""initial
+"""initial schema: registry, reports, cases, outbox, contact resolution, partners
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 16:57:15.133289
+Create Date: 2026-11-23 14:54:12.030469
 """
 
 import sqlalchemy as sa
@@ -81,23 +81,6 @@ def upgrade() -> None:
     with op.batch_alter_table('case_decisions', schema=None) as batch_op:
         batch_op.create_index('ix_case_decisions_case_at', ['case_id', 'id'], unique=False)
 
-    op.create_table('case_feedback',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('case_id', sa.String(length=32), nullable=False),
-    sa.Column('org_id', sa.String(length=128), nullable=False),
-    sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.Column('text', sa.Text(), nullable=True),
-    sa.Column('actor', sa.String(length=128), nullable=False),
-    sa.Column('via', sa.String(length=8), nullable=False),
-    sa.Column('at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('answered_at', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('answer', sa.Text(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_case_feedback'))
-    )
-    with op.batch_alter_table('case_feedback', schema=None) as batch_op:
-        batch_op.create_index('ix_case_feedback_case', ['case_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_case_feedback_org_id'), ['org_id'], unique=False)
-
     op.create_table('case_staging',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('run_id', sa.String(length=36), nullable=False),
@@ -144,7 +127,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('org_id', 'fingerprint', name='uq_cases_org_fingerprint')
     )
     with op.batch_alter_table('cases', schema=None) as batch_op:
-        batch_op.create_index('ix_cases_org_last_seen', ['org_id', 'last_seen'], unique=False)
         batch_op.create_index('ix_cases_org_state', ['org_id', 'state'], unique=False)
         batch_op.create_index('ix_cases_type_state', ['report_type', 'state'], unique=False)
 
@@ -179,15 +161,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('contact_overrides', schema=None) as batch_op:
         batch_op.create_index('ix_contact_overrides_scope', ['scope', 'value'], unique=False)
-
-    op.create_table('login_attempts',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('key', sa.String(length=400), nullable=False),
-    sa.Column('at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_login_attempts'))
-    )
-    with op.batch_alter_table('login_attempts', schema=None) as batch_op:
-        batch_op.create_index('ix_login_attempts_key_at', ['key', 'at'], unique=False)
 
     op.create_table('notifications',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -306,21 +279,6 @@ def upgrade() -> None:
     with op.batch_alter_table('reports', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_reports_report_type'), ['report_type'], unique=False)
 
-    op.create_table('submissions',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('sha256', sa.String(length=64), nullable=True),
-    sa.Column('holder', sa.String(length=160), nullable=False),
-    sa.Column('token_id', sa.String(length=16), nullable=False),
-    sa.Column('file_name', sa.String(length=255), nullable=False),
-    sa.Column('size', sa.BigInteger(), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('error', sa.Text(), nullable=True),
-    sa.Column('at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_submissions'))
-    )
-    with op.batch_alter_table('submissions', schema=None) as batch_op:
-        batch_op.create_index('ix_submissions_holder_sha', ['holder', 'sha256'], unique=False)
-
     op.create_table('agreements',
     sa.Column('id', sa.String(length=128), nullable=False),
     sa.Column('partner_id', sa.String(length=128), nullable=False),
@@ -339,28 +297,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('agreements', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_agreements_partner_id'), ['partner_id'], unique=False)
-
-    op.create_table('api_tokens',
-    sa.Column('id', sa.String(length=16), nullable=False),
-    sa.Column('token_hash', sa.String(length=64), nullable=False),
-    sa.Column('name', sa.String(length=255), nullable=False),
-    sa.Column('org_id', sa.String(length=128), nullable=True),
-    sa.Column('partner_id', sa.String(length=128), nullable=True),
-    sa.Column('source', sa.String(length=128), nullable=True),
-    sa.Column('scopes', sa.JSON(), nullable=False),
-    sa.Column('created_by', sa.String(length=128), nullable=False),
-    sa.Column('created_at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('last_used_at', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_api_tokens_org_id_organizations'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_api_tokens_partner_id_partners'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_tokens')),
-    sa.UniqueConstraint('token_hash', name=op.f('uq_api_tokens_token_hash'))
-    )
-    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_api_tokens_org_id'), ['org_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_api_tokens_partner_id'), ['partner_id'], unique=False)
 
     op.create_table('assets',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -391,7 +327,6 @@ def upgrade() -> None:
     sa.Column('language', sa.String(length=8), nullable=True),
     sa.Column('priority', sa.Integer(), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
-    sa.Column('source', sa.String(length=16), server_default='import', nullable=False),
     sa.Column('created_at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_contacts_org_id_organizations'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_contacts')),
@@ -460,87 +395,6 @@ def upgrade() -> None:
     with op.batch_alter_table('quarantine', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_quarantine_report_sha256'), ['report_sha256'], unique=False)
 
-    op.create_table('users',
-    sa.Column('id', sa.String(length=36), nullable=False),
-    sa.Column('email', sa.String(length=320), nullable=False),
-    sa.Column('name', sa.String(length=255), nullable=True),
-    sa.Column('role', sa.String(length=16), nullable=False),
-    sa.Column('org_id', sa.String(length=128), nullable=True),
-    sa.Column('partner_id', sa.String(length=128), nullable=True),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('password_hash', sa.String(length=255), nullable=True),
-    sa.Column('totp_sealed', sa.String(length=255), nullable=True),
-    sa.Column('totp_enabled', sa.Boolean(), nullable=False),
-    sa.Column('totp_last_step', sa.Integer(), nullable=True),
-    sa.Column('language', sa.String(length=8), nullable=False),
-    sa.Column('signup_note', sa.Text(), nullable=True),
-    sa.Column('created_at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('created_by', sa.String(length=128), nullable=True),
-    sa.Column('approved_by', sa.String(length=128), nullable=True),
-    sa.Column('last_login_at', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_users_org_id_organizations'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_users_partner_id_partners'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
-    sa.UniqueConstraint('email', name=op.f('uq_users_email'))
-    )
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.create_index('ix_users_org', ['org_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_users_partner_id'), ['partner_id'], unique=False)
-
-    op.create_table('asset_claims',
-    sa.Column('id', sa.String(length=36), nullable=False),
-    sa.Column('org_id', sa.String(length=128), nullable=False),
-    sa.Column('asset_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('type', sa.String(length=8), nullable=False),
-    sa.Column('value', sa.String(length=255), nullable=False),
-    sa.Column('state', sa.String(length=16), nullable=False),
-    sa.Column('method', sa.String(length=16), nullable=True),
-    sa.Column('challenge', sa.String(length=64), nullable=False),
-    sa.Column('confirm_hash', sa.String(length=64), nullable=True),
-    sa.Column('rir_contact', sa.String(length=320), nullable=True),
-    sa.Column('overlaps', sa.JSON(), nullable=True),
-    sa.Column('last_check', sa.Text(), nullable=True),
-    sa.Column('proven_at', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('confirm_sent_at', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_by', sa.String(length=128), nullable=False),
-    sa.Column('created_at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('decided_by', sa.String(length=128), nullable=True),
-    sa.Column('decided_at', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('note', sa.Text(), nullable=True),
-    sa.ForeignKeyConstraint(['asset_id'], ['assets.id'], name=op.f('fk_asset_claims_asset_id_assets'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_asset_claims_org_id_organizations'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_asset_claims')),
-    sa.UniqueConstraint('confirm_hash', name=op.f('uq_asset_claims_confirm_hash'))
-    )
-    with op.batch_alter_table('asset_claims', schema=None) as batch_op:
-        batch_op.create_index('ix_asset_claims_org', ['org_id', 'state'], unique=False)
-        batch_op.create_index('ix_asset_claims_state', ['state'], unique=False)
-
-    op.create_table('contact_confirmations',
-    sa.Column('contact_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('channel', sa.String(length=16), nullable=False),
-    sa.Column('roles', sa.JSON(), nullable=True),
-    sa.Column('confirmed_at', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('confirmed_by', sa.String(length=128), nullable=True),
-    sa.Column('token_hash', sa.String(length=64), nullable=True),
-    sa.Column('reminded_at', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_contact_confirmations_contact_id_contacts'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('contact_id', name=op.f('pk_contact_confirmations')),
-    sa.UniqueConstraint('token_hash', name=op.f('uq_contact_confirmations_token_hash'))
-    )
-    op.create_table('invitations',
-    sa.Column('token_hash', sa.String(length=64), nullable=False),
-    sa.Column('user_id', sa.String(length=36), nullable=False),
-    sa.Column('created_by', sa.String(length=128), nullable=False),
-    sa.Column('created_at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('used_at', cwn.db.base.UTCDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_invitations_user_id_users'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('token_hash', name=op.f('pk_invitations'))
-    )
-    with op.batch_alter_table('invitations', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_invitations_user_id'), ['user_id'], unique=False)
-
     op.create_table('preferences',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('org_id', sa.String(length=128), nullable=False),
@@ -559,50 +413,15 @@ def upgrade() -> None:
     with op.batch_alter_table('preferences', schema=None) as batch_op:
         batch_op.create_index('ix_preferences_org_contact', ['org_id', 'contact_id'], unique=False)
 
-    op.create_table('web_sessions',
-    sa.Column('id_hash', sa.String(length=64), nullable=False),
-    sa.Column('user_id', sa.String(length=36), nullable=False),
-    sa.Column('stage', sa.String(length=16), nullable=False),
-    sa.Column('csrf', sa.String(length=64), nullable=False),
-    sa.Column('created_at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('last_seen_at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', cwn.db.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('ip', sa.String(length=64), nullable=True),
-    sa.Column('user_agent', sa.String(length=255), nullable=True),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_web_sessions_user_id_users'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id_hash', name=op.f('pk_web_sessions'))
-    )
-    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_web_sessions_user_id'), ['user_id'], unique=False)
-
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
-    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_web_sessions_user_id'))
-
-    op.drop_table('web_sessions')
     with op.batch_alter_table('preferences', schema=None) as batch_op:
         batch_op.drop_index('ix_preferences_org_contact')
 
     op.drop_table('preferences')
-    with op.batch_alter_table('invitations', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_invitations_user_id'))
-
-    op.drop_table('invitations')
-    op.drop_table('contact_confirmations')
-    with op.batch_alter_table('asset_claims', schema=None) as batch_op:
-        batch_op.drop_index('ix_asset_claims_state')
-        batch_op.drop_index('ix_asset_claims_org')
-
-    op.drop_table('asset_claims')
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_users_partner_id'))
-        batch_op.drop_index('ix_users_org')
-
-    op.drop_table('users')
     with op.batch_alter_table('quarantine', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_quarantine_report_sha256'))
 
@@ -628,19 +447,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_assets_type_value')
 
     op.drop_table('assets')
-    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_api_tokens_partner_id'))
-        batch_op.drop_index(batch_op.f('ix_api_tokens_org_id'))
-
-    op.drop_table('api_tokens')
     with op.batch_alter_table('agreements', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_agreements_partner_id'))
 
     op.drop_table('agreements')
-    with op.batch_alter_table('submissions', schema=None) as batch_op:
-        batch_op.drop_index('ix_submissions_holder_sha')
-
-    op.drop_table('submissions')
     with op.batch_alter_table('reports', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_reports_report_type'))
 
@@ -669,10 +479,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_notifications_message_id'))
 
     op.drop_table('notifications')
-    with op.batch_alter_table('login_attempts', schema=None) as batch_op:
-        batch_op.drop_index('ix_login_attempts_key_at')
-
-    op.drop_table('login_attempts')
     with op.batch_alter_table('contact_overrides', schema=None) as batch_op:
         batch_op.drop_index('ix_contact_overrides_scope')
 
@@ -684,18 +490,12 @@ def downgrade() -> None:
     with op.batch_alter_table('cases', schema=None) as batch_op:
         batch_op.drop_index('ix_cases_type_state')
         batch_op.drop_index('ix_cases_org_state')
-        batch_op.drop_index('ix_cases_org_last_seen')
 
     op.drop_table('cases')
     with op.batch_alter_table('case_staging', schema=None) as batch_op:
         batch_op.drop_index('ix_case_staging_run_key')
 
     op.drop_table('case_staging')
-    with op.batch_alter_table('case_feedback', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_case_feedback_org_id'))
-        batch_op.drop_index('ix_case_feedback_case')
-
-    op.drop_table('case_feedback')
     with op.batch_alter_table('case_decisions', schema=None) as batch_op:
         batch_op.drop_index('ix_case_decisions_case_at')
 
