@@ -3,6 +3,8 @@ signing in through the real forms, and API tokens."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 import time
 
@@ -12,6 +14,7 @@ from cwn.access import passwords, tokens
 from cwn.access.secrets import SecretBox, load_secret_key
 from cwn.access.totp import code_for, new_seed
 from cwn.access.users import TOTP_PURPOSE
+from cwn.config import Settings
 from cwn.db.base import new_id, utcnow
 from cwn.db.models import Asset, Organization
 from cwn.db.models_web import User
@@ -95,3 +98,9 @@ def api_token(svc: Services, *, org_id: str | None = None, partner_id: str | Non
 
 def bearer(raw: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {raw}"}
+
+
+def outbox_mails(settings: Settings) -> list[email.message.EmailMessage]:
+    """The mails written to the outbox folder (no SMTP configured), oldest name first."""
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+            for p in sorted(settings.outbox_dir.rglob("*.eml"))]

@@ -471,7 +471,7 @@ def test_paragraph_wrapping_matches_textwrap() -> None:
     import random
     import textwrap
 
-    from cwn.render.message import _fill
+    from cwn.render.message import fill_paragraph as _fill
 
     rng = random.Random(3)
     words = ["a", "ab", "word", "hyphen-ated", "x" * 80, "end.", "tab\there", "nl\nhere",

@@ -22,7 +22,7 @@ from cwn.publicdata.ripe import import_ripe
 from cwn.publicdata.store import PublicDataStore
 from cwn.wiring import Services
 from dns_server import DnsServer
-from web_support import api_token, bearer, csrf, login, make_org, make_user
+from web_support import api_token, bearer, csrf, login, make_org, make_user, outbox_mails
 
 App = tuple[TestClient, Services]
 PUBLIC = "https://portal.cwn.example"
@@ -79,8 +79,7 @@ def _owner(svc: Services, ip: str) -> str | None:
 
 
 def _mails(settings: Settings) -> list[email.message.EmailMessage]:
-    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
-            for p in sorted(settings.outbox_dir.rglob("*.eml"))]
+    return outbox_mails(settings)
 
 
 # -- the portal ------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import email.policy
 import re
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,15 +20,14 @@ from cwn.db.base import utcnow
 from cwn.db.models import AuditEntry
 from cwn.db.models_web import PasswordReset, User, WebSession
 from cwn.wiring import Services
-from web_support import PASSWORD, csrf, fresh_code, login, make_org, make_user
+from web_support import PASSWORD, csrf, fresh_code, login, make_org, make_user, outbox_mails
 
 App = tuple[TestClient, Services]
 NEW = "a much better passphrase 2026"
 
 
 def _mails(svc: Services) -> list[email.message.EmailMessage]:
-    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
-            for p in sorted(Path(svc.settings.outbox_dir).glob("*.eml"))]
+    return outbox_mails(svc.settings)
 
 
 def _ask(client: TestClient, address: str) -> str:

@@ -10,7 +10,6 @@ link) is left alone, because a wrapped link cannot be clicked.
 
 from __future__ import annotations
 
-import textwrap
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from cwn.deliver.mailer import bilingual
+from cwn.render.message import fill_paragraph
 from cwn.web.i18n import gettext, ngettext
 
 TEMPLATES = Path(__file__).parent / "letters"
@@ -35,8 +35,7 @@ def _wrap(text: str) -> str:
         if not line.strip() or line[0].isspace():
             out.append(line.rstrip())
         else:
-            out.append(textwrap.fill(line.rstrip(), WIDTH, break_long_words=False,
-                                     break_on_hyphens=False))
+            out.append(fill_paragraph(line.rstrip(), WIDTH))
     return "\n".join(out).strip() + "\n"
 
 

@@ -291,7 +291,8 @@ def from_header(name: str, email_address: str) -> str:
 
 
 @lru_cache(maxsize=8192)
-def _fill(text: str, width: int = WRAP_WIDTH, indent: str = "", first: str | None = None) -> str:
+def fill_paragraph(text: str, width: int = WRAP_WIDTH, indent: str = "",
+                   first: str | None = None) -> str:
     """Wrap a paragraph for the plain-text body (hanging ``indent``, optional ``first``).
 
     What ``textwrap.fill`` does with whitespace-separated words, no hyphen breaks and no
@@ -326,7 +327,7 @@ def _environment() -> jinja2.Environment:
         auto_reload=False,
         cache_size=-1,
     )
-    env.filters["fill"] = _fill
+    env.filters["fill"] = fill_paragraph
     return env
 
 
